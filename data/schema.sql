@@ -64,6 +64,15 @@ CREATE TABLE IF NOT EXISTS customers (
     created_at     TIMESTAMP
 );
 
+-- Extra attributes of a customer that an import brings and the schema has no column for
+-- (e.g. the Telco file's contract, internet service, monthly charges). One row per customer and name.
+CREATE TABLE IF NOT EXISTS customer_attributes (
+    customer_id BIGINT  NOT NULL,
+    name        VARCHAR NOT NULL,
+    value       VARCHAR,
+    PRIMARY KEY (customer_id, name)
+);
+
 -- One row per contract on one plan. A plan change closes one (end_reason 'plan_change') and opens
 -- the next (previous_subscription_id). end_date is the last day served (inclusive); NULL = open.
 CREATE TABLE IF NOT EXISTS subscriptions (
