@@ -275,11 +275,11 @@ CREATE TABLE IF NOT EXISTS audit_log (
 -- payments that reaches this invoice after all older invoices; balance = due - paid.
 CREATE OR REPLACE VIEW invoice_balances AS
 WITH credited AS (
-    SELECT invoice_id, sum(total_cents) AS credited_cents
+    SELECT invoice_id, CAST(sum(total_cents) AS BIGINT) AS credited_cents
     FROM credit_notes GROUP BY invoice_id
 ),
 paid AS (
-    SELECT customer_id, sum(amount_cents) AS paid_cents
+    SELECT customer_id, CAST(sum(amount_cents) AS BIGINT) AS paid_cents
     FROM payments WHERE status = 'settled' GROUP BY customer_id
 ),
 due AS (
@@ -292,8 +292,8 @@ due AS (
 ),
 ordered AS (
     SELECT d.*,
-           coalesce(sum(d.due_cents) OVER (PARTITION BY d.customer_id ORDER BY d.issued_on, d.invoice_id
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS due_before_cents,
+           CAST(coalesce(sum(d.due_cents) OVER (PARTITION BY d.customer_id ORDER BY d.issued_on, d.invoice_id
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS BIGINT) AS due_before_cents,
            coalesce(p.paid_cents, 0) AS customer_paid_cents
     FROM due d LEFT JOIN paid p USING (customer_id)
 ),

@@ -1,0 +1,347 @@
+"""Run billing for a period: invoice every subscription active in it, once.
+
+The run recomputes what should exist for the period and writes only the difference (subscriptions
+with no invoice for the period yet), so re-running is always safe; the unique key
+(subscription_id, period_start) on invoices enforces it as well. Everything is set-based SQL: a few
+``CREATE TEMP TABLE ... AS SELECT`` steps and two ``INSERT ... SELECT``s, never a loop over customers.
+The rules are those of :mod:`billing.pricing`, which the tests check this SQL against.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import duckdb
+
+from billing import audit
+from billing.pricing import month_end
+from billing.results import INVALID_INPUT, PERIOD_NOT_STARTED, Result, failure, success
+from data.db import transaction
+
+PAYMENT_TERMS_DAYS = 14
+
+# Step 1. One row per subscription to invoice: what should exist for the period minus what exists,
+# with its plan charge (prorated by day), usage over the allowance, one-off charges and tax rate.
+_SUBS_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill AS
+WITH params AS (
+    SELECT CAST($p_start AS DATE) AS p_start, CAST($p_end AS DATE) AS p_end
+),
+active AS (
+    SELECT s.subscription_id, s.customer_id, s.plan_id, s.start_date, s.end_date
+    FROM subscriptions s, params
+    WHERE s.start_date <= params.p_end AND (s.end_date IS NULL OR s.end_date >= params.p_start)
+),
+todo AS (
+    SELECT a.* FROM active a
+    WHERE NOT EXISTS (SELECT 1 FROM invoices i
+                      WHERE i.period_start = $p_start AND i.subscription_id = a.subscription_id)
+),
+price AS (
+    SELECT plan_id, monthly_price_cents, usage_allowance_units, overage_price_cents
+    FROM (SELECT pp.*, row_number() OVER (PARTITION BY pp.plan_id ORDER BY pp.effective_from DESC) AS rn
+          FROM plan_prices pp, params WHERE pp.effective_from <= params.p_start)
+    WHERE rn = 1
+),
+tax AS (
+    SELECT region, rate_bp
+    FROM (SELECT t.*, row_number() OVER (PARTITION BY t.region ORDER BY t.effective_from DESC) AS rn
+          FROM tax_rates t, params WHERE t.effective_from <= params.p_start)
+    WHERE rn = 1
+),
+usage AS (
+    SELECT subscription_id, sum(units) AS units FROM usage_records
+    WHERE period_start = $p_start GROUP BY subscription_id
+),
+charges AS (
+    SELECT subscription_id, sum(amount_cents) AS charges_cents FROM one_off_charges
+    WHERE period_start = $p_start GROUP BY subscription_id
+),
+sized AS (
+    SELECT t.subscription_id, t.customer_id, t.plan_id, c.region, c.currency,
+           pl.name AS plan_name,
+           date_diff('day', greatest(t.start_date, params.p_start),
+                     least(coalesce(t.end_date, params.p_end), params.p_end)) + 1 AS days,
+           day(params.p_end) AS period_days,
+           pr.monthly_price_cents, pr.usage_allowance_units, pr.overage_price_cents,
+           tx.rate_bp,
+           coalesce(u.units, 0) AS units,
+           coalesce(ch.charges_cents, 0) AS charges_cents
+    FROM todo t
+    CROSS JOIN params
+    JOIN customers c ON c.customer_id = t.customer_id
+    JOIN plans pl ON pl.plan_id = t.plan_id
+    LEFT JOIN price pr ON pr.plan_id = t.plan_id
+    LEFT JOIN tax tx ON tx.region = c.region
+    LEFT JOIN usage u ON u.subscription_id = t.subscription_id
+    LEFT JOIN charges ch ON ch.subscription_id = t.subscription_id
+),
+final AS (
+    SELECT *,
+           CASE WHEN days >= period_days THEN monthly_price_cents
+                ELSE round_div(monthly_price_cents * days, period_days) END AS plan_cents,
+           greatest(0, units - usage_allowance_units) AS over_units,
+           greatest(0, units - usage_allowance_units) * overage_price_cents AS usage_cents
+    FROM sized
+)
+SELECT * FROM final
+"""
+
+# Step 2. One row per (subscription, discount grant) covering the period: percent discounts on the
+# plan charge in grant order, capped so their running total never exceeds the plan charge.
+_DISCOUNT_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill_discount AS
+WITH covering AS (
+    SELECT b.subscription_id, b.plan_cents, g.grant_id, g.granted_at, g.percent_off, g.kind,
+           o.name AS offer_name,
+           round_div(b.plan_cents * g.percent_off, 100) AS want
+    FROM _bill b
+    JOIN offer_grants g ON g.customer_id = b.customer_id
+    JOIN offers o ON o.offer_id = g.offer_id
+    WHERE g.kind IN ('percent_off', 'free_months')
+      AND date_diff('month', g.first_period, CAST($p_start AS DATE)) BETWEEN 0 AND g.cycles - 1
+),
+running AS (
+    SELECT *, sum(want) OVER (PARTITION BY subscription_id ORDER BY granted_at, grant_id
+                              ROWS UNBOUNDED PRECEDING) AS cum_want
+    FROM covering
+),
+final AS (
+    SELECT subscription_id, grant_id, granted_at, percent_off, kind, offer_name,
+           CAST(least(plan_cents, cum_want) - least(plan_cents, cum_want - want) AS BIGINT) AS applied_cents
+    FROM running
+)
+SELECT * FROM final WHERE applied_cents > 0
+"""
+
+# Step 3. Net, tax and what one-time credits can take (net + tax, the invoice's capacity).
+_TOTALS_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill_totals AS
+WITH disc AS (
+    SELECT subscription_id, sum(applied_cents) AS discount_cents FROM _bill_discount GROUP BY subscription_id
+),
+netted AS (
+    SELECT b.*, coalesce(d.discount_cents, 0) AS discount_cents,
+           b.plan_cents + b.usage_cents + b.charges_cents AS subtotal_cents,
+           b.plan_cents + b.usage_cents + b.charges_cents - coalesce(d.discount_cents, 0) AS net_cents
+    FROM _bill b LEFT JOIN disc d USING (subscription_id)
+),
+final AS (
+    SELECT *, round_div(net_cents * rate_bp, 10000) AS tax_cents,
+           net_cents + round_div(net_cents * rate_bp, 10000) AS capacity_cents
+    FROM netted
+)
+SELECT * FROM final
+"""
+
+# Step 4. One-time credits: each fixed-credit grant's remainder, laid end to end per customer in
+# grant order, against the customer's invoices of the period laid end to end; overlap = amount applied.
+_CREDIT_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill_credit AS
+WITH grants AS (
+    SELECT g.grant_id, g.customer_id, g.granted_at, g.credit_cents, o.name AS offer_name
+    FROM offer_grants g JOIN offers o ON o.offer_id = g.offer_id
+    WHERE g.kind = 'fixed_credit' AND g.first_period <= $p_start
+      AND g.customer_id IN (SELECT customer_id FROM _bill)
+),
+used AS (
+    SELECT l.grant_id, -sum(l.amount_cents) AS used_cents
+    FROM invoice_lines l WHERE l.kind = 'credit' AND l.grant_id IN (SELECT grant_id FROM grants)
+    GROUP BY l.grant_id
+),
+pool AS (
+    SELECT g.*, g.credit_cents - coalesce(u.used_cents, 0) AS remaining_cents
+    FROM grants g LEFT JOIN used u USING (grant_id)
+),
+pool_laid AS (
+    SELECT *, sum(remaining_cents) OVER (PARTITION BY customer_id ORDER BY granted_at, grant_id
+                                         ROWS UNBOUNDED PRECEDING) - remaining_cents AS cr_start
+    FROM pool WHERE remaining_cents > 0
+),
+inv_laid AS (
+    SELECT subscription_id, customer_id, capacity_cents,
+           sum(capacity_cents) OVER (PARTITION BY customer_id ORDER BY subscription_id
+                                     ROWS UNBOUNDED PRECEDING) - capacity_cents AS cap_start
+    FROM _bill_totals WHERE customer_id IN (SELECT customer_id FROM pool_laid)
+),
+final AS (
+    SELECT i.subscription_id, p.grant_id, p.granted_at, p.offer_name,
+           CAST(least(i.cap_start + i.capacity_cents, p.cr_start + p.remaining_cents)
+                - greatest(i.cap_start, p.cr_start) AS BIGINT) AS applied_cents
+    FROM inv_laid i JOIN pool_laid p USING (customer_id)
+)
+SELECT * FROM final WHERE applied_cents > 0
+"""
+
+# Step 5. Invoices with their sequential numbers (max + row_number: gap-free inside the transaction).
+_INVOICES_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill_invoices AS
+WITH credit AS (
+    SELECT subscription_id, sum(applied_cents) AS credit_cents FROM _bill_credit GROUP BY subscription_id
+),
+base AS (SELECT coalesce(max(invoice_id), 0) AS n FROM invoices),
+final AS (
+    SELECT base.n + row_number() OVER (ORDER BY t.customer_id, t.subscription_id) AS invoice_id,
+           t.*, coalesce(c.credit_cents, 0) AS credit_cents,
+           t.net_cents + t.tax_cents - coalesce(c.credit_cents, 0) AS total_cents
+    FROM _bill_totals t CROSS JOIN base LEFT JOIN credit c USING (subscription_id)
+)
+SELECT * FROM final
+"""
+
+_INSERT_INVOICES_SQL = """
+INSERT INTO invoices (invoice_id, subscription_id, customer_id, plan_id, period_start, period_end,
+    issued_on, due_on, currency, subtotal_cents, discount_cents, tax_cents, credit_cents, total_cents,
+    tax_rate_bp, status, run_id, finalized_at)
+SELECT invoice_id, subscription_id, customer_id, plan_id, CAST($p_start AS DATE), CAST($p_end AS DATE),
+       CAST($issued AS DATE), CAST($due AS DATE), currency, subtotal_cents, discount_cents, tax_cents,
+       credit_cents, total_cents, rate_bp, 'finalized', $run_id, CAST($at AS TIMESTAMP)
+FROM _bill_invoices
+"""
+
+# Step 6. Lines, numbered within each invoice in a fixed order of kinds.
+_INSERT_LINES_SQL = """
+INSERT INTO invoice_lines (invoice_id, line_no, kind, description, quantity, unit_amount_cents,
+    amount_cents, grant_id, charge_id)
+WITH inv AS (
+    SELECT invoice_id, subscription_id FROM _bill_invoices
+),
+all_lines AS (
+    SELECT invoice_id, 1 AS sort1, 0 AS sort2,
+           CASE WHEN days >= period_days THEN 'plan' ELSE 'proration' END AS kind,
+           CASE WHEN days >= period_days THEN plan_name
+                ELSE plan_name || ' (' || days || ' of ' || period_days || ' days)' END AS description,
+           days AS quantity, monthly_price_cents AS unit_amount_cents, plan_cents AS amount_cents,
+           CAST(NULL AS BIGINT) AS grant_id, CAST(NULL AS BIGINT) AS charge_id
+    FROM _bill_invoices
+    UNION ALL
+    SELECT invoice_id, 2, 0, 'usage',
+           'Usage over allowance: ' || over_units || ' units', over_units, overage_price_cents,
+           usage_cents, NULL, NULL
+    FROM _bill_invoices WHERE over_units > 0
+    UNION ALL
+    SELECT inv.invoice_id, 3, ch.charge_id, 'charge', ch.description, 1, ch.amount_cents,
+           ch.amount_cents, NULL, ch.charge_id
+    FROM one_off_charges ch JOIN inv USING (subscription_id)
+    WHERE ch.period_start = $p_start
+    UNION ALL
+    SELECT inv.invoice_id, 4, d.grant_id, 'discount',
+           d.offer_name,
+           NULL, NULL, -d.applied_cents, d.grant_id, NULL
+    FROM _bill_discount d JOIN inv USING (subscription_id)
+    UNION ALL
+    SELECT invoice_id, 5, 0, 'tax',
+           'Tax ' || region || ' ' || printf('%.2f', rate_bp / 100.0) || '%', NULL, NULL,
+           tax_cents, NULL, NULL
+    FROM _bill_invoices
+    UNION ALL
+    SELECT inv.invoice_id, 6, c.grant_id, 'credit', c.offer_name || ' (credit)', NULL, NULL,
+           -c.applied_cents, c.grant_id, NULL
+    FROM _bill_credit c JOIN inv USING (subscription_id)
+),
+final AS (
+    SELECT invoice_id,
+           CAST(row_number() OVER (PARTITION BY invoice_id ORDER BY sort1, sort2) AS INTEGER) AS line_no,
+           kind, description, quantity, unit_amount_cents, amount_cents, grant_id, charge_id
+    FROM all_lines
+)
+SELECT * FROM final
+"""
+
+_TEMP_TABLES = ("_bill", "_bill_discount", "_bill_totals", "_bill_credit", "_bill_invoices")
+
+
+def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of: dt.date,
+                at: dt.datetime | None = None, triggered_by: int | None = None,
+                payment_terms_days: int = PAYMENT_TERMS_DAYS) -> Result:
+    """Invoice every subscription active in the period that has no invoice for it yet.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    period_start : datetime.date
+        First day of the calendar month to bill.
+    as_of : datetime.date
+        The run date: invoices are issued on it and due ``payment_terms_days`` later. A period is
+        billed in arrears, and may not be billed before it has started.
+    at : datetime.datetime, optional
+        Instant recorded on the run (defaults to midnight of ``as_of``).
+    triggered_by : int, optional
+        users.user_id of who started the run (None = scheduled).
+
+    Returns
+    -------
+    Result
+        ``data``: run_id, invoices_created, lines_created, total_cents, subtotal_cents,
+        discount_cents, tax_cents, credit_cents, seconds. A re-run of a billed period succeeds with
+        zero created (``data['already_billed']`` True). Failures: ``invalid_input`` (not a first day
+        of a month; a plan with no price or a region with no tax rate), ``period_not_started``.
+
+    Notes
+    -----
+    Rules (DESIGN.md section 4, :func:`billing.pricing.compute_invoice`): plan charge prorated by
+    day; usage over the allowance at the overage price; percent and free-month discounts on the plan
+    charge in grant order, never below zero, for ``cycles`` periods from ``first_period``; tax by the
+    customer's region on the net, rounded per invoice half away from zero; fixed credits as negative
+    lines capped at net + tax, the rest carried forward. Total = sum of lines.
+    """
+    if period_start.day != 1:
+        return failure(INVALID_INPUT, f"a billing period starts on the first of a month, not {period_start}")
+    if period_start > as_of:
+        return failure(PERIOD_NOT_STARTED,
+                       f"period {period_start:%Y-%m} has not started yet (as of {as_of}); nothing billed")
+    started = time.perf_counter()
+    at = at or dt.datetime.combine(as_of, dt.time())
+    p_end = month_end(period_start)
+    params = {"p_start": period_start, "p_end": p_end}
+    try:
+        with transaction(con):
+            con.execute(_SUBS_SQL, params)
+            missing = con.execute("""
+                SELECT 'plan ' || plan_id || ' has no price for the period' FROM _bill
+                WHERE monthly_price_cents IS NULL
+                UNION ALL
+                SELECT 'region ' || region || ' has no tax rate for the period' FROM _bill
+                WHERE rate_bp IS NULL
+                LIMIT 1""").fetchall()
+            if missing:
+                raise _Refused(missing[0][0])
+            con.execute(_DISCOUNT_SQL, {"p_start": period_start})
+            con.execute(_TOTALS_SQL)
+            con.execute(_CREDIT_SQL, {"p_start": period_start})
+            con.execute(_INVOICES_SQL)
+            run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM billing_runs").fetchall()[0][0])
+            con.execute("INSERT INTO billing_runs (run_id, period_start, started_at, status, triggered_by) "
+                        "VALUES (?, ?, ?, 'running', ?)", [run_id, period_start, at, triggered_by])
+            con.execute(_INSERT_INVOICES_SQL, {**params, "issued": as_of,
+                                               "due": as_of + dt.timedelta(days=payment_terms_days),
+                                               "run_id": run_id, "at": at})
+            n_lines = con.execute(_INSERT_LINES_SQL, {"p_start": period_start}).fetchall()[0][0]
+            sums = con.execute("""
+                SELECT count(*), coalesce(sum(total_cents), 0), coalesce(sum(subtotal_cents), 0),
+                       coalesce(sum(discount_cents), 0), coalesce(sum(tax_cents), 0),
+                       coalesce(sum(credit_cents), 0)
+                FROM _bill_invoices""").fetchall()[0]
+            n_inv = int(sums[0])
+            con.execute("UPDATE billing_runs SET status = 'finished', finished_at = ?, invoices_created = ?, "
+                        "lines_created = ?, total_cents = ? WHERE run_id = ?",
+                        [at, n_inv, int(n_lines), int(sums[1]), run_id])
+            audit.log(con, at=at, user_id=triggered_by, action="run_billing", entity="period",
+                      entity_id=f"{period_start:%Y-%m}",
+                      detail={"run_id": run_id, "invoices_created": n_inv, "total_cents": int(sums[1])})
+    except _Refused as exc:
+        return failure(INVALID_INPUT, f"billing {period_start:%Y-%m} refused: {exc}")
+    finally:
+        for name in _TEMP_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    seconds = time.perf_counter() - started
+    message = (f"billed {period_start:%Y-%m}: {n_inv} invoices" if n_inv
+               else f"{period_start:%Y-%m} was already billed: nothing to do")
+    return success(message, run_id=run_id, period=f"{period_start:%Y-%m}", invoices_created=n_inv,
+                   lines_created=int(n_lines), total_cents=int(sums[1]), subtotal_cents=int(sums[2]),
+                   discount_cents=int(sums[3]), tax_cents=int(sums[4]), credit_cents=int(sums[5]),
+                   already_billed=n_inv == 0, seconds=round(seconds, 3))
+
+
+class _Refused(Exception):
+    pass
