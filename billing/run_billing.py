@@ -323,6 +323,9 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
                        coalesce(sum(credit_cents), 0)
                 FROM _bill_invoices""").fetchall()[0]
             n_inv = int(sums[0])
+            billed_before = n_inv == 0 and bool(con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM invoices WHERE period_start = ? LIMIT 1)",
+                [period_start]).fetchall()[0][0])
             con.execute("UPDATE billing_runs SET status = 'finished', finished_at = ?, invoices_created = ?, "
                         "lines_created = ?, total_cents = ? WHERE run_id = ?",
                         [at, n_inv, int(n_lines), int(sums[1]), run_id])
@@ -335,12 +338,17 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
         for name in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     seconds = time.perf_counter() - started
-    message = (f"billed {period_start:%Y-%m}: {n_inv} invoices" if n_inv
-               else f"{period_start:%Y-%m} was already billed: nothing to do")
+    if n_inv:
+        message = f"billed {period_start:%Y-%m}: {n_inv} invoices"
+    elif billed_before:
+        message = f"{period_start:%Y-%m} was already billed: nothing to do"
+    else:
+        message = f"nothing to bill for {period_start:%Y-%m}: no active subscriptions"
+
     return success(message, run_id=run_id, period=f"{period_start:%Y-%m}", invoices_created=n_inv,
                    lines_created=int(n_lines), total_cents=int(sums[1]), subtotal_cents=int(sums[2]),
                    discount_cents=int(sums[3]), tax_cents=int(sums[4]), credit_cents=int(sums[5]),
-                   already_billed=n_inv == 0, seconds=round(seconds, 3))
+                   already_billed=billed_before, seconds=round(seconds, 3))
 
 
 class _Refused(Exception):
