@@ -1,0 +1,270 @@
+"""Read-only account queries: balances, open invoices, overdue ageing, overdue customers.
+
+Used by the agent desk, the CLI and :mod:`billing.end_for_non_payment`. Nothing here writes.
+Balances come from the ``invoice_balances`` view (``data/schema.sql``): settled payments settle the
+oldest invoices first (FIFO by issue date, then invoice number), and what exceeds every invoice is
+the customer's credit balance, which settles the next invoices as they are issued.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+# Ageing buckets by days past due (as_of - due_on). "current" = open but not yet past due.
+AGEING_BUCKETS = (
+    ("current", None, 0),
+    ("1-30", 1, 30),
+    ("31-60", 31, 60),
+    ("61-90", 61, 90),
+    ("90+", 91, None),
+)
+
+
+@dataclass(frozen=True)
+class CustomerBalance:
+    """One customer's money position (all amounts in cents of ``currency``).
+
+    Attributes
+    ----------
+    customer_id : int
+    currency : str
+    invoiced_cents : int
+        Sum of the totals of the customer's finalized invoices.
+    credited_cents : int
+        Sum of the credit notes issued against them.
+    paid_cents : int
+        Sum of the customer's settled payments (failed attempts excluded).
+    open_balance_cents : int
+        What the customer still owes: sum of the invoices' balances.
+    credit_balance_cents : int
+        Settled payments beyond everything due; it settles the next invoices.
+    overdue_cents : int or None
+        Open balance of invoices whose due date is before ``as_of`` (None when no ``as_of``).
+    overdue_invoices : int or None
+        How many such invoices.
+    overdue_periods : int or None
+        How many distinct billing periods they cover.
+    as_of : datetime.date or None
+    failed_payments : int
+        Failed payment attempts recorded.
+    """
+
+    customer_id: int
+    currency: str
+    invoiced_cents: int
+    credited_cents: int
+    paid_cents: int
+    open_balance_cents: int
+    credit_balance_cents: int
+    overdue_cents: int | None
+    overdue_invoices: int | None
+    overdue_periods: int | None
+    as_of: dt.date | None
+    failed_payments: int
+
+    @property
+    def net_position_cents(self) -> int:
+        """Open balance minus credit balance: positive = the customer owes, negative = we owe."""
+        return self.open_balance_cents - self.credit_balance_cents
+
+
+_BALANCE_SQL = """
+WITH cust AS (
+    SELECT customer_id, currency FROM customers WHERE customer_id = $cid
+),
+inv AS (
+    SELECT coalesce(sum(total_cents), 0) AS invoiced_cents,
+           coalesce(sum(credited_cents), 0) AS credited_cents,
+           coalesce(sum(due_cents), 0) AS due_cents,
+           coalesce(sum(balance_cents), 0) AS open_balance_cents,
+           coalesce(sum(balance_cents) FILTER (WHERE balance_cents > 0 AND due_on < $as_of), 0)
+               AS overdue_cents,
+           count(*) FILTER (WHERE balance_cents > 0 AND due_on < $as_of) AS overdue_invoices,
+           count(DISTINCT period_start) FILTER (WHERE balance_cents > 0 AND due_on < $as_of)
+               AS overdue_periods
+    FROM invoice_balances WHERE customer_id = $cid
+),
+pay AS (
+    SELECT coalesce(sum(amount_cents) FILTER (WHERE status = 'settled'), 0) AS paid_cents,
+           count(*) FILTER (WHERE status = 'failed') AS failed_payments
+    FROM payments WHERE customer_id = $cid
+),
+final AS (
+    SELECT cust.customer_id, cust.currency, inv.invoiced_cents, inv.credited_cents, pay.paid_cents,
+           inv.open_balance_cents,
+           greatest(0, pay.paid_cents - inv.due_cents) AS credit_balance_cents,
+           inv.overdue_cents, inv.overdue_invoices, inv.overdue_periods, pay.failed_payments
+    FROM cust, inv, pay
+)
+SELECT * FROM final
+"""
+
+
+def customer_balance(con: duckdb.DuckDBPyConnection, customer_id: int, *,
+                     as_of: dt.date | None = None) -> CustomerBalance | None:
+    """The customer's invoiced, credited and paid totals, open and credit balance, overdue amount.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    customer_id : int
+    as_of : datetime.date, optional
+        The day overdue is judged on; without it the overdue fields are None.
+
+    Returns
+    -------
+    CustomerBalance or None
+        None when there is no such customer.
+
+    Notes
+    -----
+    ``open_balance = sum(invoice balance)``; ``credit_balance = max(0, settled payments - sum(due))``
+    where ``due = total - credited`` per invoice; hence
+    ``invoiced - credited - paid = open_balance - credit_balance``. Overdue: balance > 0 and
+    ``due_on < as_of``. Balances reflect every payment and credit note recorded so far.
+    """
+    rows = con.execute(_BALANCE_SQL, {"cid": int(customer_id),
+                                      "as_of": as_of or dt.date(1, 1, 1)}).fetchall()
+    if not rows:
+        return None
+    (cid, currency, invoiced, credited, paid, open_balance, credit_balance, overdue, n_overdue,
+     n_periods, failed) = rows[0]
+    known = as_of is not None
+    return CustomerBalance(
+        customer_id=int(cid), currency=currency, invoiced_cents=int(invoiced),
+        credited_cents=int(credited), paid_cents=int(paid), open_balance_cents=int(open_balance),
+        credit_balance_cents=int(credit_balance),
+        overdue_cents=int(overdue) if known else None,
+        overdue_invoices=int(n_overdue) if known else None,
+        overdue_periods=int(n_periods) if known else None,
+        as_of=as_of, failed_payments=int(failed))
+
+
+def open_invoices(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date) -> pd.DataFrame:
+    """The customer's invoices with something left to pay, oldest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per open invoice issued on or before ``as_of``: invoice_id, period_start, issued_on,
+        due_on, total_cents, credited_cents, paid_cents, balance_cents, days_past_due (0 when not
+        yet due), is_overdue.
+
+    Notes
+    -----
+    Open: ``balance_cents > 0``. Overdue: open and ``due_on < as_of``;
+    ``days_past_due = max(0, as_of - due_on)``.
+    """
+    return con.execute("""
+        WITH open_inv AS (
+            SELECT * FROM invoice_balances
+            WHERE customer_id = $cid AND balance_cents > 0 AND issued_on <= $as_of
+        ),
+        final AS (
+            SELECT invoice_id, subscription_id, period_start, issued_on, due_on, total_cents,
+                   credited_cents, paid_cents, balance_cents,
+                   CAST(greatest(0, date_diff('day', due_on, CAST($as_of AS DATE))) AS INTEGER)
+                       AS days_past_due,
+                   due_on < $as_of AS is_overdue
+            FROM open_inv
+        )
+        SELECT * FROM final ORDER BY issued_on, invoice_id
+    """, {"cid": int(customer_id), "as_of": as_of}).df()
+
+
+def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.DataFrame:
+    """Open receivables by how long they are past due.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bucket, always all five in order (``current``, ``1-30``, ``31-60``, ``61-90``,
+        ``90+``): bucket, min_days, max_days, invoice_count, customer_count, amount_cents.
+
+    Notes
+    -----
+    Over open invoices (balance > 0) issued on or before ``as_of``;
+    ``days_past_due = as_of - due_on``: ``current`` when <= 0 (not yet due), otherwise the bucket
+    whose inclusive day range holds it. ``amount_cents`` sums the open balances.
+    """
+    buckets = pd.DataFrame(
+        [(i, name, lo, hi) for i, (name, lo, hi) in enumerate(AGEING_BUCKETS)],
+        columns=["bucket_order", "bucket", "min_days", "max_days"])
+    con.register("_ageing_buckets", buckets)
+    try:
+        return con.execute("""
+            WITH open_inv AS (
+                SELECT customer_id, balance_cents,
+                       date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
+                FROM invoice_balances WHERE balance_cents > 0 AND issued_on <= $as_of
+            ),
+            bucketed AS (
+                SELECT b.bucket_order, o.customer_id, o.balance_cents
+                FROM open_inv o JOIN _ageing_buckets b
+                  ON o.days_past_due >= coalesce(b.min_days, -2147483648)
+                 AND o.days_past_due <= coalesce(b.max_days, 2147483647)
+            ),
+            final AS (
+                SELECT b.bucket, CAST(b.min_days AS INTEGER) AS min_days,
+                       CAST(b.max_days AS INTEGER) AS max_days,
+                       count(x.balance_cents) AS invoice_count,
+                       count(DISTINCT x.customer_id) AS customer_count,
+                       CAST(coalesce(sum(x.balance_cents), 0) AS BIGINT) AS amount_cents,
+                       b.bucket_order
+                FROM _ageing_buckets b LEFT JOIN bucketed x USING (bucket_order)
+                GROUP BY ALL
+            )
+            SELECT * EXCLUDE (bucket_order) FROM final ORDER BY bucket_order
+        """, {"as_of": as_of}).df()
+    finally:
+        con.unregister("_ageing_buckets")
+
+
+OVERDUE_CUSTOMERS_SQL = """
+WITH overdue AS (
+    SELECT customer_id, invoice_id, period_start, due_on, balance_cents
+    FROM invoice_balances
+    WHERE balance_cents > 0 AND due_on < $as_of
+),
+per_customer AS (
+    SELECT customer_id,
+           count(DISTINCT period_start) AS overdue_periods,
+           count(*) AS overdue_invoices,
+           CAST(sum(balance_cents) AS BIGINT) AS overdue_cents,
+           min(due_on) AS oldest_due_on
+    FROM overdue GROUP BY customer_id
+),
+final AS (
+    SELECT p.customer_id, p.overdue_periods, p.overdue_invoices, p.overdue_cents, p.oldest_due_on,
+           CAST(date_diff('day', p.oldest_due_on, CAST($as_of AS DATE)) AS INTEGER) AS max_days_past_due,
+           EXISTS (SELECT 1 FROM subscriptions s
+                   WHERE s.customer_id = p.customer_id AND s.end_date IS NULL) AS has_open_subscription
+    FROM per_customer p
+    WHERE p.overdue_periods >= $min_periods
+)
+SELECT * FROM final
+"""
+
+
+def overdue_customers(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,
+                      min_periods: int = 2) -> pd.DataFrame:
+    """Customers with unpaid invoices of at least ``min_periods`` distinct periods past due.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per customer, most periods first: customer_id, overdue_periods, overdue_invoices,
+        overdue_cents, oldest_due_on, max_days_past_due, has_open_subscription.
+
+    Notes
+    -----
+    An invoice is overdue on ``as_of`` when its balance is positive and ``due_on < as_of``.
+    Distinct periods, not invoices, count: a plan change makes two invoices for one period.
+    This is the rule :func:`billing.end_for_non_payment.end_for_non_payment` applies with
+    ``min_periods = 2``.
+    """
+    return con.execute(OVERDUE_CUSTOMERS_SQL + " ORDER BY overdue_periods DESC, customer_id",
+                       {"as_of": as_of, "min_periods": int(min_periods)}).df()
