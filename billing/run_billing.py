@@ -20,8 +20,8 @@ from data.db import transaction
 
 PAYMENT_TERMS_DAYS = 14
 
-# Step 1. One row per subscription to invoice: what should exist for the period minus what exists,
-# with its plan charge (prorated by day), usage over the allowance, one-off charges and tax rate.
+# Step 1. One narrow row per subscription to invoice: what should exist for the period minus what
+# exists, with its plan charge (prorated by day), usage over the allowance, one-off charges and tax rate.
 _SUBS_SQL = """
 CREATE OR REPLACE TEMP TABLE _bill AS
 WITH params AS (
@@ -54,23 +54,22 @@ usage AS (
     WHERE period_start = $p_start GROUP BY subscription_id
 ),
 charges AS (
-    SELECT subscription_id, sum(amount_cents) AS charges_cents FROM one_off_charges
+    SELECT subscription_id, sum(amount_cents) AS charges_cents, count(*) AS n_charges FROM one_off_charges
     WHERE period_start = $p_start GROUP BY subscription_id
 ),
 sized AS (
-    SELECT t.subscription_id, t.customer_id, t.plan_id, c.region, c.currency,
-           pl.name AS plan_name,
-           date_diff('day', greatest(t.start_date, params.p_start),
-                     least(coalesce(t.end_date, params.p_end), params.p_end)) + 1 AS days,
-           day(params.p_end) AS period_days,
+    SELECT t.subscription_id, t.customer_id, t.plan_id, c.region,
+           CAST(date_diff('day', greatest(t.start_date, params.p_start),
+                          least(coalesce(t.end_date, params.p_end), params.p_end)) + 1 AS INTEGER) AS days,
+           CAST(day(params.p_end) AS INTEGER) AS period_days,
            pr.monthly_price_cents, pr.usage_allowance_units, pr.overage_price_cents,
            tx.rate_bp,
            coalesce(u.units, 0) AS units,
-           coalesce(ch.charges_cents, 0) AS charges_cents
+           coalesce(ch.charges_cents, 0) AS charges_cents,
+           CAST(coalesce(ch.n_charges, 0) AS INTEGER) AS n_charges
     FROM todo t
     CROSS JOIN params
     JOIN customers c ON c.customer_id = t.customer_id
-    JOIN plans pl ON pl.plan_id = t.plan_id
     LEFT JOIN price pr ON pr.plan_id = t.plan_id
     LEFT JOIN tax tx ON tx.region = c.region
     LEFT JOIN usage u ON u.subscription_id = t.subscription_id
@@ -78,6 +77,8 @@ sized AS (
 ),
 final AS (
     SELECT *,
+           (SELECT coalesce(max(invoice_id), 0) FROM invoices)
+               + row_number() OVER (ORDER BY subscription_id) AS invoice_id,
            CASE WHEN days >= period_days THEN monthly_price_cents
                 ELSE round_div(monthly_price_cents * days, period_days) END AS plan_cents,
            greatest(0, units - usage_allowance_units) AS over_units,
@@ -92,12 +93,10 @@ SELECT * FROM final
 _DISCOUNT_SQL = """
 CREATE OR REPLACE TEMP TABLE _bill_discount AS
 WITH covering AS (
-    SELECT b.subscription_id, b.plan_cents, g.grant_id, g.granted_at, g.percent_off, g.kind,
-           o.name AS offer_name,
+    SELECT b.subscription_id, b.plan_cents, g.grant_id, g.offer_id, g.granted_at, g.percent_off,
            round_div(b.plan_cents * g.percent_off, 100) AS want
     FROM _bill b
     JOIN offer_grants g ON g.customer_id = b.customer_id
-    JOIN offers o ON o.offer_id = g.offer_id
     WHERE g.kind IN ('percent_off', 'free_months')
       AND date_diff('month', g.first_period, CAST($p_start AS DATE)) BETWEEN 0 AND g.cycles - 1
 ),
@@ -106,41 +105,26 @@ running AS (
                               ROWS UNBOUNDED PRECEDING) AS cum_want
     FROM covering
 ),
-final AS (
-    SELECT subscription_id, grant_id, granted_at, percent_off, kind, offer_name,
+applied AS (
+    SELECT subscription_id, grant_id, offer_id, granted_at,
            CAST(least(plan_cents, cum_want) - least(plan_cents, cum_want - want) AS BIGINT) AS applied_cents
     FROM running
-)
-SELECT * FROM final WHERE applied_cents > 0
-"""
-
-# Step 3. Net, tax and what one-time credits can take (net + tax, the invoice's capacity).
-_TOTALS_SQL = """
-CREATE OR REPLACE TEMP TABLE _bill_totals AS
-WITH disc AS (
-    SELECT subscription_id, sum(applied_cents) AS discount_cents FROM _bill_discount GROUP BY subscription_id
-),
-netted AS (
-    SELECT b.*, coalesce(d.discount_cents, 0) AS discount_cents,
-           b.plan_cents + b.usage_cents + b.charges_cents AS subtotal_cents,
-           b.plan_cents + b.usage_cents + b.charges_cents - coalesce(d.discount_cents, 0) AS net_cents
-    FROM _bill b LEFT JOIN disc d USING (subscription_id)
 ),
 final AS (
-    SELECT *, round_div(net_cents * rate_bp, 10000) AS tax_cents,
-           net_cents + round_div(net_cents * rate_bp, 10000) AS capacity_cents
-    FROM netted
+    SELECT *, CAST(row_number() OVER (PARTITION BY subscription_id ORDER BY granted_at, grant_id) AS INTEGER) AS rank
+    FROM applied WHERE applied_cents > 0
 )
 SELECT * FROM final
 """
 
-# Step 4. One-time credits: each fixed-credit grant's remainder, laid end to end per customer in
-# grant order, against the customer's invoices of the period laid end to end; overlap = amount applied.
+# Step 3. One-time credits, only for customers holding one: each fixed-credit grant's remainder,
+# laid end to end per customer in grant order, against the capacity (net + tax) of the customer's
+# invoices of the period laid end to end; the overlap is the amount applied, the rest carries forward.
 _CREDIT_SQL = """
 CREATE OR REPLACE TEMP TABLE _bill_credit AS
 WITH grants AS (
-    SELECT g.grant_id, g.customer_id, g.granted_at, g.credit_cents, o.name AS offer_name
-    FROM offer_grants g JOIN offers o ON o.offer_id = g.offer_id
+    SELECT g.grant_id, g.offer_id, g.customer_id, g.granted_at, g.credit_cents
+    FROM offer_grants g
     WHERE g.kind = 'fixed_credit' AND g.first_period <= $p_start
       AND g.customer_id IN (SELECT customer_id FROM _bill)
 ),
@@ -158,97 +142,136 @@ pool_laid AS (
                                          ROWS UNBOUNDED PRECEDING) - remaining_cents AS cr_start
     FROM pool WHERE remaining_cents > 0
 ),
-inv_laid AS (
-    SELECT subscription_id, customer_id, capacity_cents,
-           sum(capacity_cents) OVER (PARTITION BY customer_id ORDER BY subscription_id
-                                     ROWS UNBOUNDED PRECEDING) - capacity_cents AS cap_start
-    FROM _bill_totals WHERE customer_id IN (SELECT customer_id FROM pool_laid)
+disc AS (
+    SELECT subscription_id, sum(applied_cents) AS discount_cents FROM _bill_discount GROUP BY subscription_id
 ),
-final AS (
-    SELECT i.subscription_id, p.grant_id, p.granted_at, p.offer_name,
+capacity AS (
+    SELECT b.subscription_id, b.customer_id,
+           b.plan_cents + b.usage_cents + b.charges_cents - coalesce(d.discount_cents, 0) AS net_cents,
+           b.rate_bp
+    FROM _bill b LEFT JOIN disc d USING (subscription_id)
+    WHERE b.customer_id IN (SELECT customer_id FROM pool_laid)
+),
+inv_laid AS (
+    SELECT subscription_id, customer_id, net_cents + round_div(net_cents * rate_bp, 10000) AS capacity_cents,
+           sum(net_cents + round_div(net_cents * rate_bp, 10000))
+               OVER (PARTITION BY customer_id ORDER BY subscription_id ROWS UNBOUNDED PRECEDING)
+           - (net_cents + round_div(net_cents * rate_bp, 10000)) AS cap_start
+    FROM capacity
+),
+overlap AS (
+    SELECT i.subscription_id, p.grant_id, p.offer_id, p.granted_at,
            CAST(least(i.cap_start + i.capacity_cents, p.cr_start + p.remaining_cents)
                 - greatest(i.cap_start, p.cr_start) AS BIGINT) AS applied_cents
     FROM inv_laid i JOIN pool_laid p USING (customer_id)
-)
-SELECT * FROM final WHERE applied_cents > 0
-"""
-
-# Step 5. Invoices with their sequential numbers (max + row_number: gap-free inside the transaction).
-_INVOICES_SQL = """
-CREATE OR REPLACE TEMP TABLE _bill_invoices AS
-WITH credit AS (
-    SELECT subscription_id, sum(applied_cents) AS credit_cents FROM _bill_credit GROUP BY subscription_id
 ),
-base AS (SELECT coalesce(max(invoice_id), 0) AS n FROM invoices),
 final AS (
-    SELECT base.n + row_number() OVER (ORDER BY t.customer_id, t.subscription_id) AS invoice_id,
-           t.*, coalesce(c.credit_cents, 0) AS credit_cents,
-           t.net_cents + t.tax_cents - coalesce(c.credit_cents, 0) AS total_cents
-    FROM _bill_totals t CROSS JOIN base LEFT JOIN credit c USING (subscription_id)
+    SELECT *, CAST(row_number() OVER (PARTITION BY subscription_id ORDER BY granted_at, grant_id) AS INTEGER) AS rank
+    FROM overlap WHERE applied_cents > 0
 )
 SELECT * FROM final
+"""
+
+# Step 4. Per-invoice adjustments, only for invoices that have any (a small table).
+_ADJUST_SQL = """
+CREATE OR REPLACE TEMP TABLE _bill_adjust AS
+WITH disc AS (
+    SELECT subscription_id, sum(applied_cents) AS discount_cents, count(*) AS n_discounts
+    FROM _bill_discount GROUP BY subscription_id
+),
+credit AS (
+    SELECT subscription_id, sum(applied_cents) AS credit_cents FROM _bill_credit GROUP BY subscription_id
+),
+final AS (
+    SELECT subscription_id, CAST(coalesce(d.discount_cents, 0) AS BIGINT) AS discount_cents,
+           CAST(coalesce(d.n_discounts, 0) AS INTEGER) AS n_discounts,
+           CAST(coalesce(c.credit_cents, 0) AS BIGINT) AS credit_cents
+    FROM disc d FULL OUTER JOIN credit c USING (subscription_id)
+)
+SELECT * FROM final
+"""
+
+# The totals of every invoice: subtotal - discount + tax - credit = total.
+_TOTALS_CTE = """
+totals AS (
+    SELECT b.*,
+           b.plan_cents + b.usage_cents + b.charges_cents AS subtotal_cents,
+           coalesce(a.discount_cents, 0) AS discount_cents,
+           coalesce(a.n_discounts, 0) AS n_discounts,
+           coalesce(a.credit_cents, 0) AS credit_cents,
+           round_div((b.plan_cents + b.usage_cents + b.charges_cents - coalesce(a.discount_cents, 0))
+                     * b.rate_bp, 10000) AS tax_cents
+    FROM _bill b LEFT JOIN _bill_adjust a USING (subscription_id)
+)
 """
 
 _INSERT_INVOICES_SQL = """
 INSERT INTO invoices (invoice_id, subscription_id, customer_id, plan_id, period_start, period_end,
     issued_on, due_on, currency, subtotal_cents, discount_cents, tax_cents, credit_cents, total_cents,
     tax_rate_bp, status, run_id, finalized_at)
-SELECT invoice_id, subscription_id, customer_id, plan_id, CAST($p_start AS DATE), CAST($p_end AS DATE),
-       CAST($issued AS DATE), CAST($due AS DATE), currency, subtotal_cents, discount_cents, tax_cents,
-       credit_cents, total_cents, rate_bp, 'finalized', $run_id, CAST($at AS TIMESTAMP)
-FROM _bill_invoices
+WITH """ + _TOTALS_CTE + """
+SELECT t.invoice_id, t.subscription_id, t.customer_id, t.plan_id, CAST($p_start AS DATE),
+       CAST($p_end AS DATE), CAST($issued AS DATE), CAST($due AS DATE), p.currency, t.subtotal_cents,
+       t.discount_cents, t.tax_cents, t.credit_cents,
+       t.subtotal_cents - t.discount_cents + t.tax_cents - t.credit_cents, t.rate_bp, 'finalized',
+       $run_id, CAST($at AS TIMESTAMP)
+FROM totals t JOIN plans p USING (plan_id)
 """
 
-# Step 6. Lines, numbered within each invoice in a fixed order of kinds.
+# Step 5. Lines in a fixed order of kinds: plan or proration, usage, charges, discounts (grant order),
+# tax, credits. Line numbers are computed from the per-invoice counts, so no sort of all lines.
 _INSERT_LINES_SQL = """
 INSERT INTO invoice_lines (invoice_id, line_no, kind, description, quantity, unit_amount_cents,
     amount_cents, grant_id, charge_id)
-WITH inv AS (
-    SELECT invoice_id, subscription_id FROM _bill_invoices
+WITH """ + _TOTALS_CTE + """,
+inv AS (
+    SELECT b.invoice_id, b.subscription_id,
+           CAST(CASE WHEN b.over_units > 0 THEN 1 ELSE 0 END AS INTEGER) AS n_usage, b.n_charges,
+           coalesce(a.n_discounts, 0) AS n_discounts
+    FROM _bill b JOIN _bill_adjust a USING (subscription_id)
 ),
-all_lines AS (
-    SELECT invoice_id, 1 AS sort1, 0 AS sort2,
-           CASE WHEN days >= period_days THEN 'plan' ELSE 'proration' END AS kind,
-           CASE WHEN days >= period_days THEN plan_name
-                ELSE plan_name || ' (' || days || ' of ' || period_days || ' days)' END AS description,
-           days AS quantity, monthly_price_cents AS unit_amount_cents, plan_cents AS amount_cents,
-           CAST(NULL AS BIGINT) AS grant_id, CAST(NULL AS BIGINT) AS charge_id
-    FROM _bill_invoices
-    UNION ALL
-    SELECT invoice_id, 2, 0, 'usage',
-           'Usage over allowance: ' || over_units || ' units', over_units, overage_price_cents,
-           usage_cents, NULL, NULL
-    FROM _bill_invoices WHERE over_units > 0
-    UNION ALL
-    SELECT inv.invoice_id, 3, ch.charge_id, 'charge', ch.description, 1, ch.amount_cents,
-           ch.amount_cents, NULL, ch.charge_id
-    FROM one_off_charges ch JOIN inv USING (subscription_id)
-    WHERE ch.period_start = $p_start
-    UNION ALL
-    SELECT inv.invoice_id, 4, d.grant_id, 'discount',
-           d.offer_name,
-           NULL, NULL, -d.applied_cents, d.grant_id, NULL
-    FROM _bill_discount d JOIN inv USING (subscription_id)
-    UNION ALL
-    SELECT invoice_id, 5, 0, 'tax',
-           'Tax ' || region || ' ' || printf('%.2f', rate_bp / 100.0) || '%', NULL, NULL,
-           tax_cents, NULL, NULL
-    FROM _bill_invoices
-    UNION ALL
-    SELECT inv.invoice_id, 6, c.grant_id, 'credit', c.offer_name || ' (credit)', NULL, NULL,
-           -c.applied_cents, c.grant_id, NULL
-    FROM _bill_credit c JOIN inv USING (subscription_id)
+tax_label AS (
+    SELECT DISTINCT region, rate_bp, 'Tax ' || region || ' ' || printf('%.2f', rate_bp / 100.0) || '%' AS label
+    FROM _bill
+),
+charge_rows AS (
+    SELECT ch.*, row_number() OVER (PARTITION BY ch.subscription_id ORDER BY ch.charge_id) AS rank
+    FROM one_off_charges ch
+    WHERE ch.period_start = $p_start AND ch.subscription_id IN (SELECT subscription_id FROM _bill)
 ),
 final AS (
-    SELECT invoice_id,
-           CAST(row_number() OVER (PARTITION BY invoice_id ORDER BY sort1, sort2) AS INTEGER) AS line_no,
-           kind, description, quantity, unit_amount_cents, amount_cents, grant_id, charge_id
-    FROM all_lines
+    SELECT b.invoice_id, 1 AS line_no,
+           CASE WHEN b.days >= b.period_days THEN 'plan' ELSE 'proration' END AS kind,
+           CASE WHEN b.days >= b.period_days THEN p.name
+                ELSE p.name || ' (' || b.days || ' of ' || b.period_days || ' days)' END AS description,
+           CAST(b.days AS BIGINT) AS quantity, b.monthly_price_cents AS unit_amount_cents,
+           b.plan_cents AS amount_cents, CAST(NULL AS BIGINT) AS grant_id, CAST(NULL AS BIGINT) AS charge_id
+    FROM _bill b JOIN plans p USING (plan_id)
+    UNION ALL
+    SELECT invoice_id, 2, 'usage', 'Usage over allowance: ' || over_units || ' units', over_units,
+           overage_price_cents, usage_cents, NULL, NULL
+    FROM _bill WHERE over_units > 0
+    UNION ALL
+    SELECT inv.invoice_id, 1 + (CASE WHEN inv.over_units > 0 THEN 1 ELSE 0 END) + ch.rank, 'charge', ch.description, 1, ch.amount_cents,
+           ch.amount_cents, NULL, ch.charge_id
+    FROM charge_rows ch JOIN _bill inv USING (subscription_id)
+    UNION ALL
+    SELECT inv.invoice_id, 1 + inv.n_usage + inv.n_charges + d.rank, 'discount', o.name, NULL, NULL,
+           -d.applied_cents, d.grant_id, NULL
+    FROM _bill_discount d JOIN inv USING (subscription_id) JOIN offers o USING (offer_id)
+    UNION ALL
+    SELECT b.invoice_id, 2 + (CASE WHEN b.over_units > 0 THEN 1 ELSE 0 END) + b.n_charges + b.n_discounts,
+           'tax', t.label, NULL, NULL, b.tax_cents, NULL, NULL
+    FROM totals b JOIN tax_label t USING (region, rate_bp)
+    UNION ALL
+    SELECT inv.invoice_id, 2 + inv.n_usage + inv.n_charges + inv.n_discounts + c.rank, 'credit',
+           o.name || ' (credit)', NULL, NULL, -c.applied_cents, c.grant_id, NULL
+    FROM _bill_credit c JOIN inv USING (subscription_id) JOIN offers o USING (offer_id)
 )
 SELECT * FROM final
 """
 
-_TEMP_TABLES = ("_bill", "_bill_discount", "_bill_totals", "_bill_credit", "_bill_invoices")
+_TEMP_TABLES = ("_bill", "_bill_discount", "_bill_credit", "_bill_adjust")
 
 
 def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of: dt.date,
@@ -307,9 +330,8 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
             if missing:
                 raise _Refused(missing[0][0])
             con.execute(_DISCOUNT_SQL, {"p_start": period_start})
-            con.execute(_TOTALS_SQL)
             con.execute(_CREDIT_SQL, {"p_start": period_start})
-            con.execute(_INVOICES_SQL)
+            con.execute(_ADJUST_SQL)
             run_id = int(con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM billing_runs").fetchall()[0][0])
             con.execute("INSERT INTO billing_runs (run_id, period_start, started_at, status, triggered_by) "
                         "VALUES (?, ?, ?, 'running', ?)", [run_id, period_start, at, triggered_by])
@@ -321,7 +343,7 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
                 SELECT count(*), coalesce(sum(total_cents), 0), coalesce(sum(subtotal_cents), 0),
                        coalesce(sum(discount_cents), 0), coalesce(sum(tax_cents), 0),
                        coalesce(sum(credit_cents), 0)
-                FROM _bill_invoices""").fetchall()[0]
+                FROM invoices WHERE run_id = ?""", [run_id]).fetchall()[0]
             n_inv = int(sums[0])
             billed_before = n_inv == 0 and bool(con.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM invoices WHERE period_start = ? LIMIT 1)",

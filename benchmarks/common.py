@@ -1,0 +1,96 @@
+"""Shared pieces of the benchmark suite: figures, timing, memory, machine description."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure and its target: ``ok`` is None when there is no target to meet."""
+
+    name: str
+    value: float
+    unit: str
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Context:
+    """What every benchmark gets: the size asked for and a scratch folder for its databases."""
+
+    customers: int
+    workdir: Path
+    notes: list[str] = field(default_factory=list)
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.seconds``."""
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self._start
+        return False
+
+
+class PeakMemory:
+    """Peak resident memory (bytes) of this process while the block runs, sampled every 50 ms."""
+
+    def __enter__(self):
+        self._proc = psutil.Process()
+        self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+        return False
+
+
+def machine() -> dict[str, str]:
+    """Cores, memory and versions of the machine the figures were measured on."""
+    import duckdb
+    import pandas
+    import sklearn
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": str(os.cpu_count()),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "duckdb": duckdb.__version__,
+        "pandas": pandas.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    try:
+        import lifelines
+        info["lifelines"] = lifelines.__version__
+    except ImportError:
+        pass
+    try:
+        import streamlit
+        info["streamlit"] = streamlit.__version__
+    except ImportError:
+        pass
+    return info
