@@ -49,16 +49,22 @@ checked AS (
                WHEN r.end_reason IS NULL OR r.end_reason NOT IN ('cancelled', 'non_payment', 'imported')
                    THEN 'invalid_end_reason'
                WHEN cu.customer_id IS NULL THEN 'customer_not_found'
-               WHEN row_number() OVER (PARTITION BY r.customer_id ORDER BY r."row") > 1
-                   THEN 'duplicate_customer'
                WHEN o."row" IS NULL THEN 'no_open_subscription'
                WHEN r.end_date < o.start_date THEN 'end_before_start'
                WHEN b.billed_through > r.end_date THEN 'already_billed'
-           END AS why_not
+           END AS why_first
     FROM req r
     LEFT JOIN customers cu ON cu.customer_id = r.customer_id
     LEFT JOIN open_sub o USING ("row")
     LEFT JOIN billed b USING ("row")
+),
+-- a second valid request for the same customer in one call is refused (apply it in a later call)
+deduplicated AS (
+    SELECT * EXCLUDE (why_first),
+           coalesce(why_first,
+                    CASE WHEN row_number() OVER (PARTITION BY customer_id, why_first IS NULL ORDER BY "row") > 1
+                         THEN 'duplicate_customer' END) AS why_not
+    FROM checked
 ),
 final AS (
     SELECT *,
@@ -81,7 +87,7 @@ final AS (
                    || CAST(billed_through AS VARCHAR) || '; it cannot end before that'
                ELSE 'subscription ends after ' || CAST(end_date AS VARCHAR)
            END AS message
-    FROM checked
+    FROM deduplicated
 )
 SELECT * FROM final ORDER BY "row"
 """

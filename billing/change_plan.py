@@ -49,8 +49,6 @@ checked AS (
                    THEN 'missing_value'
                WHEN cu.customer_id IS NULL THEN 'customer_not_found'
                WHEN p.plan_id IS NULL THEN 'plan_not_found'
-               WHEN row_number() OVER (PARTITION BY r.customer_id ORDER BY r."row") > 1
-                   THEN 'duplicate_customer'
                WHEN o."row" IS NULL THEN 'no_open_subscription'
                WHEN NOT p.is_active THEN 'plan_inactive'
                WHEN o.plan_id = r.new_plan_id THEN 'same_plan'
@@ -59,13 +57,21 @@ checked AS (
                    THEN 'plan_not_priced'
                WHEN r.effective_date < o.start_date THEN 'before_start'
                WHEN b.billed_through >= r.effective_date THEN 'already_billed'
-           END AS why_not,
+           END AS why_first,
            p.name AS new_plan_name
     FROM req r
     LEFT JOIN customers cu ON cu.customer_id = r.customer_id
     LEFT JOIN plans p ON p.plan_id = r.new_plan_id
     LEFT JOIN open_sub o USING ("row")
     LEFT JOIN billed b USING ("row")
+),
+-- a second valid request for the same customer in one call is refused (apply it in a later call)
+deduplicated AS (
+    SELECT * EXCLUDE (why_first),
+           coalesce(why_first,
+                    CASE WHEN row_number() OVER (PARTITION BY customer_id, why_first IS NULL ORDER BY "row") > 1
+                         THEN 'duplicate_customer' END) AS why_not
+    FROM checked
 ),
 final AS (
     SELECT *,
@@ -94,7 +100,7 @@ final AS (
                    || CAST(billed_through AS VARCHAR) || '; a change must take effect after that'
                ELSE 'plan changed to ' || new_plan_name || ' from ' || CAST(effective_date AS VARCHAR)
            END AS message
-    FROM checked
+    FROM deduplicated
 )
 SELECT * FROM final ORDER BY "row"
 """
