@@ -3,8 +3,8 @@
 Four questions about the customer's recent bills (the last ``recent_months`` billing periods up to
 ``as_of``), each answered from the records only:
 
-- billing errors: a line charged twice on one invoice, a credit note issued for a billing error, a
-  contact that reported one;
+- billing errors: a line charged twice on one invoice (or the plan charged again as a fee), a credit
+  note issued for a billing error, a contact that reported one;
 - price rises of the customer's plan(s) that took effect in the window;
 - discounts that ended in the window (the first full-price bill after a discount is a bill shock);
 - what peers pay: customers on the same plan in the same tenure band, their invoice for the same
@@ -138,6 +138,15 @@ duplicates AS (
     GROUP BY r.invoice_id, r.period_start, l.kind, l.description, l.amount_cents
     HAVING count(*) > 1
 ),
+plan_again AS (
+    -- one row per one-off charge named like the invoice's plan: the plan charged a second time
+    SELECT r.invoice_id, r.period_start, 'duplicate_line' AS source,
+           'the plan ''' || p.name || ''' is charged again as a one-off charge' AS detail,
+           l.amount_cents
+    FROM recent r JOIN invoices i USING (invoice_id) JOIN plans p ON p.plan_id = i.plan_id
+    JOIN invoice_lines l ON l.invoice_id = r.invoice_id
+    WHERE l.kind = 'charge' AND l.description = p.name
+),
 credited AS (
     -- one row per credit note issued to correct a billing error on a recent invoice
     SELECT r.invoice_id, r.period_start, 'credit_note' AS source,
@@ -158,7 +167,7 @@ reported AS (
       AND ct.contacted_at >= $window_start AND CAST(ct.contacted_at AS DATE) <= $as_of
 ),
 final AS (
-    SELECT * FROM duplicates UNION ALL SELECT * FROM credited UNION ALL SELECT * FROM reported
+    SELECT * FROM duplicates UNION ALL SELECT * FROM plan_again UNION ALL SELECT * FROM credited UNION ALL SELECT * FROM reported
 )
 SELECT * FROM final ORDER BY period_start DESC NULLS LAST, invoice_id DESC, source
 """
@@ -359,7 +368,8 @@ def fairness_check(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: d
     Notes
     -----
     - Billing error: on an invoice of the window, two or more chargeable lines (plan, proration,
-      usage, charge) with the same kind, description and amount (the surplus is at stake); a credit
+      usage, charge) with the same kind, description and amount (the surplus is at stake), or a
+      one-off charge named like the invoice's plan (the plan charged twice); a credit
       note of reason ``billing_error`` against an invoice of the window; a contact of reason
       ``billing_error`` in the window.
     - Price rise: a price of a plan the customer held in the window, effective after the window's

@@ -120,6 +120,18 @@ def test_corrected_and_reported_errors():
     assert "(unresolved)" in " ".join(check.billing_errors["detail"])
 
 
+def test_the_plan_charged_again_as_a_fee_is_a_possible_error():
+    con = new_db()
+    cid = add_customer(con, start=dt.date(2024, 1, 1))
+    sub = con.execute("SELECT subscription_id FROM subscriptions WHERE customer_id = ?", [cid]).fetchall()[0][0]
+    assert add_charges(con, pd.DataFrame({"subscription_id": [sub], "period_start": [dt.date(2024, 2, 1)],
+                                          "description": ["Basic"], "amount_cents": [1999]}), at=AT).ok
+    _bill(con, [1, 2])
+    errors = fairness_check(con, cid, as_of=dt.date(2024, 3, 2)).billing_errors
+    assert errors["source"].tolist() == ["duplicate_line"] and errors["amount_cents"].tolist() == [1999]
+    assert "charged again" in errors["detail"].iloc[0]
+
+
 def test_an_imported_customer_without_invoices():
     con = new_db()
     cid = add_customer(con, start=dt.date(2020, 1, 1))
