@@ -251,6 +251,26 @@ def authenticate(con: duckdb.DuckDBPyConnection, login: str, password: str) -> R
                    agent_tier=None if tier is None else int(tier), display_name=display_name)
 
 
+def user_for_login(con: duckdb.DuckDBPyConnection, login: str) -> Result:
+    """The active user with this login, without a password (single sign-on has checked who it is).
+
+    Returns
+    -------
+    Result
+        ``ok`` with the ``data`` of :func:`authenticate`; ``not_permitted`` for an unknown login or a
+        disabled user.
+    """
+    rows = con.execute("SELECT user_id, login, display_name, role, agent_tier, is_active FROM users "
+                       "WHERE lower(login) = ?", [normalize_login(login)]).fetchall()
+    if not rows:
+        return failure(NOT_PERMITTED, "no account with this login")
+    user_id, login_, display_name, role, tier, is_active = rows[0]
+    if not is_active:
+        return failure(NOT_PERMITTED, "this account is disabled; ask an administrator")
+    return success(f"signed in as {display_name}", user_id=int(user_id), login=login_, role=role,
+                   agent_tier=None if tier is None else int(tier), display_name=display_name)
+
+
 def set_user_active(con: duckdb.DuckDBPyConnection, *, user_id: int, is_active: bool,
                     at: dt.datetime, by_user_id: int | None = None) -> Result:
     """Enable or disable a user (disabled users cannot sign in or grant); audited.

@@ -8,7 +8,7 @@ import pytest
 
 from billing import manage_users
 from billing.manage_users import (COLUMNS, authenticate, create_user, create_users, require_role,
-                                  set_user_active)
+                                  set_user_active, user_for_login)
 from data.db import connect
 
 T = dt.datetime
@@ -164,3 +164,14 @@ def test_require_role_allows_active_users_with_the_role_only(con):
 def test_missing_column_is_a_programming_error(con):
     with pytest.raises(ValueError, match="role"):
         create_users(con, pd.DataFrame({"login": ["a"], "display_name": ["A"]}), at=AT)
+
+
+def test_single_sign_on_finds_active_users_by_login_only(con):
+    uid = create_user(con, login="ann@example.com", display_name="Ann", password=None, role="analyst",
+                      at=AT)["user_id"]
+    res = user_for_login(con, "Ann@Example.com")
+    assert res.ok and (res["user_id"], res["role"]) == (uid, "analyst")
+    assert user_for_login(con, "bob@example.com").code == "not_permitted"
+    create_user(con, login="root", display_name="Root", password=None, role="admin", at=AT)
+    set_user_active(con, user_id=uid, is_active=False, at=AT)
+    assert user_for_login(con, "ann@example.com").code == "not_permitted"
