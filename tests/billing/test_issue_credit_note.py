@@ -8,7 +8,6 @@ import pytest
 
 from billing.account import customer_balance
 from billing.issue_credit_note import allocate, issue_credit_note, issue_credit_notes, split_gross
-from billing.pricing import add_months
 from billing.record_payment import record_payment
 from billing.run_billing import run_billing
 from data.money import round_div, tax_of
