@@ -44,10 +44,8 @@ checked AS (
     SELECT r.*, o.subscription_id, o.start_date, b.billed_through,
            CASE
                WHEN r.customer_id IS NULL OR r.end_date IS NULL THEN 'missing_value'
-               WHEN r.churn_kind IS NULL OR r.churn_kind NOT IN ('voluntary', 'involuntary')
-                   THEN 'invalid_churn_kind'
-               WHEN r.end_reason IS NULL OR r.end_reason NOT IN ('cancelled', 'non_payment', 'imported')
-                   THEN 'invalid_end_reason'
+               WHEN NOT coalesce(list_contains($churn_kinds, r.churn_kind), FALSE) THEN 'invalid_churn_kind'
+               WHEN NOT coalesce(list_contains($end_reasons, r.end_reason), FALSE) THEN 'invalid_end_reason'
                WHEN cu.customer_id IS NULL THEN 'customer_not_found'
                WHEN o."row" IS NULL THEN 'no_open_subscription'
                WHEN r.end_date < o.start_date THEN 'end_before_start'
@@ -76,8 +74,8 @@ final AS (
            END AS code,
            CASE why_not
                WHEN 'missing_value' THEN 'customer and end date are required'
-               WHEN 'invalid_churn_kind' THEN 'churn kind must be voluntary or involuntary'
-               WHEN 'invalid_end_reason' THEN 'end reason must be cancelled, non_payment or imported'
+               WHEN 'invalid_churn_kind' THEN 'churn kind must be one of ' || array_to_string($churn_kinds, ', ')
+               WHEN 'invalid_end_reason' THEN 'end reason must be one of ' || array_to_string($end_reasons, ', ')
                WHEN 'customer_not_found' THEN 'customer ' || customer_id || ' does not exist'
                WHEN 'duplicate_customer' THEN 'only one cancellation per customer in one request'
                WHEN 'no_open_subscription' THEN 'the customer has no open subscription to cancel'
@@ -121,7 +119,8 @@ def _apply(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, at: dt.dateti
     """Validate and write the valid cancellations; the caller holds the transaction."""
     con.register("_cs_in", frame)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _cs AS {_VALIDATE_SQL}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _cs AS {_VALIDATE_SQL}",
+                    {"churn_kinds": list(CHURN_KINDS), "end_reasons": list(END_REASONS)})
         con.execute("""
             UPDATE subscriptions SET end_date = c.end_date, end_reason = c.end_reason
             FROM _cs c WHERE c.code = 'ok' AND subscriptions.subscription_id = c.subscription_id

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 
 from billing.pricing import active_days, days_in_month, month_end, month_start, plan_charge
-from billing.results import ALREADY_BILLED, INVALID_INPUT, NOT_FOUND, OK, Result, failure, success
+from billing.results import OK, Result, failure, success
 from data.db import transaction
 from data.money import format_cents
 

@@ -130,10 +130,13 @@ final AS (
            min_tier AS needs_tier,
            CASE why_not
                WHEN 'invalid_input' THEN 'the check needs a time (at)'
-               WHEN 'offer_not_found' THEN 'offer ' || coalesce(CAST(offer_id AS VARCHAR), '(none)') || ' does not exist'
+               WHEN 'offer_not_found'
+                   THEN 'offer ' || coalesce(CAST(offer_id AS VARCHAR), '(none)') || ' does not exist'
                WHEN 'offer_inactive' THEN 'offer ' || offer_code || ' is withdrawn'
-               WHEN 'customer_not_found' THEN 'customer ' || coalesce(CAST(customer_id AS VARCHAR), '(none)') || ' does not exist'
-               WHEN 'customer_not_active' THEN 'the customer has no active subscription on ' || CAST(at_date AS VARCHAR)
+               WHEN 'customer_not_found'
+                   THEN 'customer ' || coalesce(CAST(customer_id AS VARCHAR), '(none)') || ' does not exist'
+               WHEN 'customer_not_active'
+                   THEN 'the customer has no active subscription on ' || CAST(at_date AS VARCHAR)
                WHEN 'tenure_too_short' THEN 'needs ' || min_tenure_months || ' months as a customer; customer since '
                    || CAST(signup_date AS VARCHAR)
                WHEN 'reason_not_eligible' THEN 'offer ' || offer_code || ' is only for contacts about '

@@ -39,14 +39,14 @@ checked AS (
     SELECT r.*, u.display_name AS user_name, u.role AS user_role,
            CASE WHEN u.role = 'admin' THEN coalesce(u.agent_tier, 3) ELSE u.agent_tier END AS user_tier,
            CASE
-               WHEN r.assignment NOT IN ('agent', 'holdout', 'system') THEN 'invalid_assignment'
+               WHEN NOT list_contains($assignments, r.assignment) THEN 'invalid_assignment'
                WHEN r.elig_why_not IN ('offer_not_found', 'customer_not_found') THEN r.elig_why_not
                WHEN r.contact_id IS NOT NULL AND (ct.contact_id IS NULL OR ct.customer_id <> r.customer_id)
                    THEN 'contact_not_found'
                WHEN r.assignment = 'agent' AND r.granted_by IS NULL THEN 'no_agent'
                WHEN r.granted_by IS NOT NULL AND u.user_id IS NULL THEN 'user_not_found'
                WHEN r.assignment = 'agent' AND NOT u.is_active THEN 'user_inactive'
-               WHEN r.assignment = 'agent' AND u.role NOT IN ('agent', 'admin') THEN 'wrong_role'
+               WHEN r.assignment = 'agent' AND NOT list_contains($roles, u.role) THEN 'wrong_role'
                WHEN r.assignment = 'agent'
                     AND coalesce(CASE WHEN u.role = 'admin' THEN coalesce(u.agent_tier, 3) ELSE u.agent_tier END
                                  < r.min_tier, TRUE)
@@ -234,7 +234,7 @@ def _grant(con: duckdb.DuckDBPyConnection, *, at: dt.datetime) -> pd.DataFrame:
         ORDER BY g."row"
     """).df()
     _evaluate(con, candidates, into="_go_elig")
-    con.execute(_CHECK_SQL)
+    con.execute(_CHECK_SQL, {"assignments": list(ASSIGNMENTS), "roles": list(GRANTING_ROLES)})
     con.execute(_BATCH_SQL)
     # Step 3. Plan moves change the plan through billing.change_plan; a refused change refuses the grant.
     moves = con.execute("""

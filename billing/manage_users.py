@@ -134,11 +134,10 @@ def create_users(con: duckdb.DuckDBPyConnection, users: pd.DataFrame, *, at: dt.
                            CASE
                                WHEN n.login = '' THEN 'missing_login'
                                WHEN n.display_name = '' THEN 'missing_display_name'
-                               WHEN n.role IS NULL OR n.role NOT IN ('admin', 'leader', 'analyst', 'agent')
-                                   THEN 'invalid_role'
+                               WHEN NOT coalesce(list_contains($roles, n.role), FALSE) THEN 'invalid_role'
                                WHEN n.role = 'agent' AND n.agent_tier IS NULL THEN 'tier_required'
                                WHEN n.agent_tier IS NOT NULL
-                                    AND (n.agent_tier NOT BETWEEN 1 AND 3 OR n.role NOT IN ('agent', 'admin'))
+                                    AND (n.agent_tier NOT BETWEEN 1 AND 3 OR NOT list_contains($tiered, n.role))
                                    THEN 'invalid_tier'
                                WHEN n.password_problem IS NOT NULL THEN n.password_problem
                                WHEN EXISTS (SELECT 1 FROM users u WHERE lower(u.login) = n.login)
@@ -152,7 +151,7 @@ def create_users(con: duckdb.DuckDBPyConnection, users: pd.DataFrame, *, at: dt.
                                  THEN row_number() OVER (PARTITION BY why_not IS NULL ORDER BY "row") END
                           AS user_id
                 FROM checked
-            """)
+            """, {"roles": list(ROLES), "tiered": list(TIERED_ROLES)})
             result = con.execute('SELECT "row", login, why_not, user_id FROM _mu ORDER BY "row"').df()
             # hashing is per password by nature (bcrypt is deliberately slow); the insert is one statement
             passwords = col("password")

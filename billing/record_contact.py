@@ -38,12 +38,9 @@ checked AS (
     SELECT r.*,
            CASE
                WHEN r.customer_id IS NULL OR r.contacted_at IS NULL THEN 'missing_value'
-               WHEN r.channel IS NULL OR r.channel NOT IN ('phone', 'chat', 'email') THEN 'invalid_channel'
-               WHEN r.reason IS NULL OR r.reason NOT IN ('bill_higher_than_expected', 'billing_error',
-                   'bill_not_understood', 'wants_cheaper_plan', 'service_issue', 'cancel_request')
-                   THEN 'invalid_reason'
-               WHEN r.resolution IS NULL OR r.resolution NOT IN ('resolved', 'unresolved', 'escalated')
-                   THEN 'invalid_resolution'
+               WHEN NOT coalesce(list_contains($channels, r.channel), FALSE) THEN 'invalid_channel'
+               WHEN NOT coalesce(list_contains($reasons, r.reason), FALSE) THEN 'invalid_reason'
+               WHEN NOT coalesce(list_contains($resolutions, r.resolution), FALSE) THEN 'invalid_resolution'
                WHEN r.wait_seconds < 0 OR r.handle_seconds < 0 THEN 'negative_seconds'
                WHEN cu.customer_id IS NULL THEN 'customer_not_found'
                WHEN r.agent_id IS NOT NULL AND u.user_id IS NULL THEN 'agent_not_found'
@@ -62,10 +59,9 @@ final AS (
                 ELSE 'invalid_input' END AS code,
            CASE why_not
                WHEN 'missing_value' THEN 'customer and contact time are required'
-               WHEN 'invalid_channel' THEN 'channel must be phone, chat or email'
-               WHEN 'invalid_reason' THEN 'reason must be one of bill_higher_than_expected, billing_error, '
-                   || 'bill_not_understood, wants_cheaper_plan, service_issue, cancel_request'
-               WHEN 'invalid_resolution' THEN 'resolution must be resolved, unresolved or escalated'
+               WHEN 'invalid_channel' THEN 'channel must be one of ' || array_to_string($channels, ', ')
+               WHEN 'invalid_reason' THEN 'reason must be one of ' || array_to_string($reasons, ', ')
+               WHEN 'invalid_resolution' THEN 'resolution must be one of ' || array_to_string($resolutions, ', ')
                WHEN 'negative_seconds' THEN 'wait and handle seconds must not be negative'
                WHEN 'customer_not_found' THEN 'customer ' || customer_id || ' does not exist'
                WHEN 'agent_not_found' THEN 'user ' || agent_id || ' does not exist'
@@ -153,7 +149,8 @@ def record_contacts(con: duckdb.DuckDBPyConnection, contacts: pd.DataFrame, *,
     con.register("_rc_in", frame)
     try:
         with transaction(con):
-            con.execute(_CHECK_SQL)
+            con.execute(_CHECK_SQL, {"channels": list(CHANNELS), "reasons": list(REASONS),
+                                     "resolutions": list(RESOLUTIONS)})
             base = con.execute("SELECT coalesce(max(contact_id), 0) FROM contacts").fetchall()[0][0]
             con.execute("""
                 CREATE OR REPLACE TEMP TABLE _rc_ids AS
