@@ -87,7 +87,12 @@ def end_for_non_payment(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: d
 
     Written by :func:`billing.cancel_subscription.cancel_subscriptions` (one transaction, set-based):
     ``end_reason = 'non_payment'``, the customer ``churned_on`` = end date,
-    ``churn_kind = 'involuntary'``, ``churn_reason = 'non_payment'``. Then one audit row for the run.
+    ``churn_kind = 'involuntary'``, ``churn_reason = 'non_payment'``. Then one audit row for the run
+    (its own transaction: cancel_subscriptions commits its own).
+
+    Known limit: with a plan change scheduled for after ``as_of`` (the old subscription already has a
+    future end date, the new one opens later), only the open (new) subscription is ended, on its
+    start date; the old one still serves until its scheduled end.
     """
     to_end = con.execute(_TO_END_SQL, {"as_of": as_of, "min_periods": MIN_OVERDUE_PERIODS,
                                        "churn_reason": CHURN_REASON, "churn_kind": CHURN_KIND,
