@@ -70,27 +70,17 @@ class PeakMemory:
 
 def machine() -> dict[str, str]:
     """Cores, memory and versions of the machine the figures were measured on."""
-    import duckdb
-    import pandas
-    import sklearn
+    from importlib.metadata import PackageNotFoundError, version
     info = {
         "cpu": platform.processor() or platform.machine(),
         "cores": str(os.cpu_count()),
         "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "os": platform.platform(),
         "python": sys.version.split()[0],
-        "duckdb": duckdb.__version__,
-        "pandas": pandas.__version__,
-        "scikit-learn": sklearn.__version__,
     }
-    try:
-        import lifelines
-        info["lifelines"] = lifelines.__version__
-    except ImportError:
-        pass
-    try:
-        import streamlit
-        info["streamlit"] = streamlit.__version__
-    except ImportError:
-        pass
+    for package in ("duckdb", "pandas", "numpy", "scikit-learn", "lifelines", "streamlit"):
+        try:
+            info[package] = version(package)
+        except PackageNotFoundError:
+            pass
     return info
