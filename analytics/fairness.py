@@ -29,6 +29,8 @@ TENURE_BANDS = (("under 6 months", 0, 5), ("6-11 months", 6, 11), ("12-23 months
                 ("2-4 years", 24, 59), ("5 years or more", 60, None))
 MIN_PEERS = 5
 
+INVOICE_COLUMNS = ("invoice_id", "number", "period_start", "issued_on", "due_on", "plan_name", "subtotal_cents",
+                   "discount_cents", "tax_cents", "credit_cents", "total_cents", "currency", "status")
 ERROR_COLUMNS = ("invoice_id", "number", "period_start", "source", "detail", "amount_cents")
 PRICE_COLUMNS = ("plan_id", "plan_name", "effective_from", "old_price_cents", "new_price_cents",
                  "change_pct")
@@ -90,6 +92,9 @@ class FairnessCheck:
     as_of : datetime.date
     window_start : datetime.date
         First period looked at.
+    invoices : pandas.DataFrame
+        The bills looked at, latest first: one row per invoice of the window issued by ``as_of``
+        (:data:`INVOICE_COLUMNS`).
     billing_errors : pandas.DataFrame
         One row per finding: invoice_id, number, period_start, source (``duplicate_line``,
         ``credit_note``, ``reported``), detail, amount_cents.
@@ -108,6 +113,7 @@ class FairnessCheck:
     customer_id: int
     as_of: dt.date
     window_start: dt.date
+    invoices: pd.DataFrame = field(repr=False)
     billing_errors: pd.DataFrame = field(repr=False)
     price_rises: pd.DataFrame = field(repr=False)
     ended_discounts: pd.DataFrame = field(repr=False)
@@ -121,6 +127,14 @@ class FairnessCheck:
                 + int(not self.ended_discounts.empty)
                 + int(self.peers is not None and self.peers.pays_above_peers))
 
+
+_INVOICES_SQL = """
+SELECT i.invoice_id, i.period_start, i.issued_on, i.due_on, p.name AS plan_name, i.subtotal_cents,
+       i.discount_cents, i.tax_cents, i.credit_cents, i.total_cents, i.currency, i.status
+FROM invoices i JOIN plans p USING (plan_id)
+WHERE i.customer_id = $cid AND i.period_start >= $window_start AND i.issued_on <= $as_of
+ORDER BY i.period_start DESC, i.invoice_id DESC
+"""
 
 _ERRORS_SQL = """
 WITH recent AS (
@@ -389,6 +403,8 @@ def fairness_check(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: d
     this_month = _month_shift(as_of, 0)
     window_start = _month_shift(as_of, -(recent_months - 1))
     params = {"cid": int(customer_id), "as_of": as_of, "window_start": window_start, "this_month": this_month}
+    invoices = _frame(con, _INVOICES_SQL, params, INVOICE_COLUMNS[:1] + INVOICE_COLUMNS[2:])
+    invoices.insert(1, "number", invoices["invoice_id"].map(lambda v: format_invoice_number(int(v))))
     errors = _frame(con, _ERRORS_SQL, params, ERROR_COLUMNS[:1] + ERROR_COLUMNS[2:])
     errors.insert(1, "number", errors["invoice_id"].map(
         lambda v: None if pd.isna(v) else format_invoice_number(int(v))))
@@ -397,6 +413,6 @@ def fairness_check(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: d
     peers = _peers(con, customer_id, as_of)
     return FairnessCheck(
         customer_id=int(customer_id), as_of=as_of, window_start=window_start,
-        billing_errors=errors.reset_index(drop=True), price_rises=rises.reset_index(drop=True),
+        invoices=invoices.reset_index(drop=True), billing_errors=errors.reset_index(drop=True), price_rises=rises.reset_index(drop=True),
         ended_discounts=ended.reset_index(drop=True), peers=peers,
         findings=_findings(errors, rises, ended, peers, recent_months, currency))

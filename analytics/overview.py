@@ -273,3 +273,22 @@ def overview(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, months: int = TR
     return Overview(as_of=as_of, month=month, previous_month=_month_shift(month, -1), kpis=kpis,
                     trends=trends, currency=currency, has_invoices=bool(df["invoices"].sum()),
                     has_contacts=bool(df["contacts"].sum()))
+
+
+def filter_options(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+    """The values the customer filters can take (segment, region, channel; plans as (plan_id, name)).
+
+    Returns
+    -------
+    dict
+        ``segment``, ``region``, ``channel``: sorted distinct values of the customers; ``plan``: list of
+        ``(plan_id, name)`` by rank.
+    """
+    out: dict[str, list] = {}
+    for col in ("segment", "region", "channel"):
+        # column names are code constants, never user input
+        out[col] = [r[0] for r in con.execute(
+            f"SELECT DISTINCT {col} FROM customers WHERE {col} IS NOT NULL ORDER BY 1").fetchall()]
+    out["plan"] = [(int(r[0]), r[1]) for r in con.execute(
+        "SELECT plan_id, name FROM plans ORDER BY rank, plan_id").fetchall()]
+    return out

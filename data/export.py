@@ -69,3 +69,60 @@ def to_csv_bytes(df: pd.DataFrame, *, index: bool = False) -> bytes:
     frame = df.reset_index() if index else df
     return safe_frame(frame).to_csv(index=False, lineterminator="\r\n").encode("utf-8-sig")
 
+
+
+# Personal data shown masked to roles that do not need it (analysts, leaders) and to agents before
+# the caller's identity is verified.
+PII_COLUMNS = ("email", "phone", "postcode", "birth_date")
+
+
+def mask_email(value: Any) -> Any:
+    """``alice@example.com`` -> ``a***@example.com``."""
+    if not isinstance(value, str) or not value:
+        return value
+    local, at, domain = value.partition("@")
+    return (local[:1] + "***" + at + domain) if at else local[:1] + "***"
+
+
+def mask_phone(value: Any) -> Any:
+    """Only the last two digits stay: ``+31 20 555 0101`` -> ``*** **01``."""
+    if not isinstance(value, str) or not value:
+        return value
+    digits = [c for c in value if c.isdigit()]
+    return "*** **" + "".join(digits[-2:])
+
+
+def mask_postcode(value: Any) -> Any:
+    """Only the first two characters stay: ``1011 AB`` -> ``10***``."""
+    if not isinstance(value, str) or not value:
+        return value
+    return value.strip()[:2] + "***"
+
+
+def mask_pii(df: pd.DataFrame, columns: tuple[str, ...] = PII_COLUMNS) -> pd.DataFrame:
+    """A copy of ``df`` with its personal-data columns masked.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    columns : tuple of str
+        Column names holding personal data; those present are masked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        email keeps its first character and domain, phone its last two digits, postcode its first
+        two characters; birth_date becomes ``****-**-**``. Missing values stay missing.
+    """
+    present = [c for c in columns if c in df.columns]
+    if not present:
+        return df
+    out = df.copy()
+    rules = {"email": mask_email, "phone": mask_phone, "postcode": mask_postcode}
+    for c in present:
+        col = out[c].astype(object)
+        if c in rules:
+            out[c] = col.map(rules[c], na_action="ignore")
+        else:
+            out[c] = col.map(lambda v: None if pd.isna(v) else "****-**-**")
+    return out

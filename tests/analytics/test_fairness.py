@@ -50,6 +50,9 @@ def test_a_customer_with_every_concern(world):
     con, me, *_ = world
     check = fairness_check(con, me, as_of=AS_OF)
     assert check.window_start == dt.date(2024, 2, 1)
+    assert [d.month for d in pd.to_datetime(check.invoices["period_start"])] == [6, 5, 4, 3, 2]
+    assert check.invoices["number"].iloc[0].startswith("INV-") and check.invoices["plan_name"].iloc[0] == "Basic"
+    assert check.invoices["discount_cents"].tolist()[2:] == [400, 400, 400]
     dup = check.billing_errors
     assert dup["source"].tolist() == ["duplicate_line"]
     assert dup["amount_cents"].iloc[0] == 250 and "Paper bill fee" in dup["detail"].iloc[0]
@@ -136,7 +139,7 @@ def test_an_imported_customer_without_invoices():
     con = new_db()
     cid = add_customer(con, start=dt.date(2020, 1, 1))
     check = fairness_check(con, cid, as_of=AS_OF)
-    assert check.peers is None and check.concerns == 0
+    assert check.peers is None and check.concerns == 0 and check.invoices.empty
     assert any("No invoice yet" in f for f in check.findings)
     assert list(check.billing_errors.columns)[:2] == ["invoice_id", "number"]
 

@@ -117,3 +117,10 @@ def test_the_first_month_has_no_previous():
     ov = overview(con, as_of=dt.date(2024, 1, 20))
     assert ov.month == dt.date(2024, 1, 1) and len(ov.trends) == 1
     assert ov.kpi("customers").previous is None and ov.kpi("customers").change_text is None
+
+
+def test_filter_options(world):
+    from analytics.overview import filter_options
+    opts = filter_options(world)
+    assert opts["segment"] == ["consumer"] and opts["region"] == ["north"] and opts["channel"] == ["web"]
+    assert opts["plan"] == [(1, "Basic"), (2, "Plus")]

@@ -8,7 +8,8 @@ import io
 import pandas as pd
 import pytest
 
-from data.export import FORMULA_PREFIXES, safe_cell, safe_frame, to_csv_bytes
+from data.export import (FORMULA_PREFIXES, mask_email, mask_phone, mask_pii, mask_postcode, safe_cell,
+                         safe_frame, to_csv_bytes)
 
 
 def _rows(data: bytes) -> list[list[str]]:
@@ -67,3 +68,20 @@ def test_utf8_with_bom_and_every_prefix_listed():
 
 def test_an_empty_frame_gives_just_the_header():
     assert _rows(to_csv_bytes(pd.DataFrame({"a": pd.Series(dtype=object)}))) == [["a"]]
+
+
+def test_a_field_with_a_line_break_stays_one_cell():
+    rows = _rows(to_csv_bytes(pd.DataFrame({"note": ["two\nlines", "cr\ronly"], "n": [1, 2]})))
+    assert rows[1] == ["two\nlines", "1"] and rows[2] == ["cr\ronly", "2"]
+
+
+def test_personal_data_is_masked():
+    df = pd.DataFrame({"name": ["Alice"], "email": ["alice@example.com"], "phone": ["+31 20 555 0101"],
+                       "postcode": ["1011 AB"], "birth_date": [dt.date(1980, 1, 2)]})
+    out = mask_pii(df)
+    assert out.iloc[0].tolist() == ["Alice", "a***@example.com", "*** **01", "10***", "****-**-**"]
+    assert df["email"].iloc[0] == "alice@example.com"
+    blank = mask_pii(pd.DataFrame({"email": [None], "birth_date": [pd.NaT], "phone": [""]}))
+    assert blank["email"].isna().all() and blank["birth_date"].isna().all() and blank["phone"].iloc[0] == ""
+    assert mask_pii(pd.DataFrame({"x": [1]})).equals(pd.DataFrame({"x": [1]}))
+    assert mask_email("nodomain") == "n***" and mask_phone("12") == "*** **12" and mask_postcode("9") == "9***"
