@@ -125,6 +125,9 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
         rejected = _check(con, files, names, views, prefix)
         if rejected:
             return _rejected(rejected, counts, files)
+        # Rows of a table have no order, so the bulk insert may run in parallel.
+        keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+        con.execute("SET preserve_insertion_order = false")
         try:
             with transaction(con):
                 for table in spec.ORDER:
@@ -138,6 +141,8 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
             first = str(exc).splitlines()[0]
             return failed(f"the database refused the import, nothing was written: {first}",
                           rejects_frame([(None, None, None, first)]), counts)
+        finally:
+            con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
         total = sum(counts.values())
         summary = ", ".join(f"{t} {counts[t]:,}" for t in spec.ORDER if t in counts)
         return ImportReport(ok=True, counts=counts, rejected=rejects_frame(),
