@@ -39,6 +39,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+SIGNUP_PLAN_SQL = """ and exists (select 1 from subscriptions s0
+                  where s0.customer_id = {alias}.customer_id and s0.plan_id = $plan
+                    and s0.previous_subscription_id is null and s0.start_date <= {alias}.signup_date)"""
 COMPLAINT_REASONS = ("bill_higher_than_expected", "billing_error", "bill_not_understood")
 
 
@@ -85,10 +88,16 @@ class Filters:
     def has_customer_filter(self) -> bool:
         return any(v is not None for v in (self.segment, self.region, self.channel))
 
-    def customer_sql(self, alias: str = "c") -> str:
-        """``AND ...`` conditions on the customers table for the set filters."""
+    def customer_sql(self, alias: str = "c", *, signup_plan: bool = False) -> str:
+        """``AND ...`` conditions on the customers table for the set filters.
+
+        With ``signup_plan`` the plan filter applies to customers too: those whose first
+        subscription (no predecessor, starting by their signup date) is on the plan.
+        """
         parts = [f" and {alias}.{col} = ${col}" for col in ("segment", "region", "channel")
                  if getattr(self, col) is not None]
+        if signup_plan and self.plan is not None:
+            parts.append(SIGNUP_PLAN_SQL.format(alias=alias))
         return "".join(parts)
 
     def params(self) -> dict[str, Any]:
@@ -116,8 +125,16 @@ MAYBE_REACTIVATED = 9   # no predecessor and starts after signup: checked in ``r
 def sub_ctes(f: Filters, by_cohort: bool = False) -> str:
     """CTEs ``calendar``, ``subs``, ``unit_subs``, ``reacts`` and ``groups``.
 
-    With ``by_cohort`` the rows carry ``cohort_mi``, the month index of the customer's signup.
+    With ``by_cohort`` the rows carry ``cohort_mi``, the month index of the customer's signup;
+    customers signed up from ``$cohort_from`` to ``$cohort_to`` are picked, and a plan filter
+    picks customers by their signup plan (all their subscriptions count).
     """
+    if by_cohort:
+        cohort_where = (" and c.signup_date >= $cohort_from and c.signup_date <= $cohort_to"
+                        + f.customer_sql("c", signup_plan=True))
+        f = Filters(segment=f.segment, region=f.region, channel=f.channel)
+    else:
+        cohort_where = f.customer_sql("c")
     cohort_col = f",\n           {mi('c.signup_date')} as cohort_mi" if by_cohort else ""
     cohort_key = "cohort_mi, " if by_cohort else ""
     if f.plan is None:
@@ -170,7 +187,7 @@ subs as materialized (
                 else 1 end as churn_code{cohort_col}
     from subscriptions s
     join customers c on c.customer_id = s.customer_id
-    where s.start_date <= $as_of{f.customer_sql("c")}
+    where s.start_date <= $as_of{cohort_where}
 ),
 {unit},
 reacts as (
@@ -446,6 +463,7 @@ def mrr_ctes(by_cohort: bool = False) -> str:
     """CTEs ``plan_deltas``, ``plan_counts`` and ``mrr_month`` (MRR per month, or per cohort and
     month with ``by_cohort``). Needs ``groups``, ``prices``, ``disc`` and ``calendar``."""
     ck = "cohort_mi, " if by_cohort else ""
+    floor = "cohort_mi" if by_cohort else "$cal_start"
     part = "partition by gr.cohort_mi, gr.plan_id" if by_cohort else "partition by gr.plan_id"
     if by_cohort:
         grid = """(select distinct c.cohort_mi, pr.plan_id, pr.mi, pr.price
@@ -460,10 +478,10 @@ def mrr_ctes(by_cohort: bool = False) -> str:
     -- +n in the first counted month, -n in the month after the last (starts before the calendar
     -- count from its first month)
     select {ck}plan_id, mi, sum(d) as d from (
-        select {ck}plan_id, case when start_mi < $cal_start then $cal_start else start_mi end as mi, n as d
+        select {ck}plan_id, case when start_mi < {floor} then {floor} else start_mi end as mi, n as d
         from groups where (stop_mi is null or stop_mi > start_mi) and start_mi <= $last_mi
         union all
-        select {ck}plan_id, case when stop_mi < $cal_start then $cal_start else stop_mi end, -n
+        select {ck}plan_id, case when stop_mi < {floor} then {floor} else stop_mi end, -n
         from groups where stop_mi > start_mi and stop_mi <= $last_mi) e
     group by {ck}plan_id, mi
 ),
