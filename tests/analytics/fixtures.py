@@ -50,7 +50,7 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None
 def customer(cid, segment, region, channel, signup, churned_on=None, churn_kind=None):
     return dict(customer_id=cid, account_number=f"A{cid:05d}", name=f"Customer {cid}", segment=segment,
                 region=region, channel=channel, signup_date=signup, churned_on=churned_on,
-                churn_kind=churn_kind, birth_date=D(1980, 1, cid), postcode="X1")
+                churn_kind=churn_kind, birth_date=D(1980, 1, 1 + cid % 28), postcode="X1")
 
 
 def sub(sid, cid, plan, start, end=None, reason=None, prev=None):
