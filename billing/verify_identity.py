@@ -102,6 +102,8 @@ def verify_identity(con: duckdb.DuckDBPyConnection, *, customer_id: int, user_id
           ``bad_answer`` (a birth date that is not a date, an amount that is not whole cents);
         - ``not_found``: ``customer_not_found``;
         - ``not_permitted``: ``mismatch`` (an answer does not match; the message never says which),
+          ``no_records`` (fewer than two of the three facts are on file, e.g. an imported customer
+          without postcode, birth date or invoices: nobody can be verified here),
           ``locked`` (too many failed attempts for this customer lately), or the user may not verify
           callers (not an active agent or admin).
 
@@ -145,6 +147,11 @@ def verify_identity(con: duckdb.DuckDBPyConnection, *, customer_id: int, user_id
         return done(failure(NOT_PERMITTED, f"too many failed checks for this customer; try again after "
                                            f"{LOCK_MINUTES} minutes or escalate to a supervisor",
                             why_not="locked"))
+    on_file = sum((bool(record_postcode), record_birth is not None, bool(last_totals)))
+    if on_file < REQUIRED_ANSWERS:
+        return done(failure(NOT_PERMITTED, "this customer has fewer than two of postcode, birth date and an "
+                                           "invoice on file, so the identity cannot be checked here; escalate "
+                                           "to a supervisor", why_not="no_records"))
     if len(asked) < REQUIRED_ANSWERS:
         return done(failure(INVALID_INPUT, f"ask at least {REQUIRED_ANSWERS} of: postcode, birth date, "
                                            f"last invoice amount", why_not="too_few_answers"))

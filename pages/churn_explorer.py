@@ -70,13 +70,17 @@ with tab_cohort:
     if cohorts is None:
         _ui.not_available("The cohort heatmap", "waiting for analytics.cohorts.cohort_retention")
     else:
-        matrix = _ui.cached("analytics.cohorts", "cohort_retention", as_of=as_of, **filters)
+        value = st.radio("Retention of", ["customer_retention", "revenue_retention"], horizontal=True,
+                         key="ce_cohort_value", format_func={"customer_retention": "customers",
+                                                             "revenue_retention": "revenue (MRR)"}.get)
+        matrix = _ui.cached("analytics.cohorts", "cohort_retention", as_of=as_of, value=value, **filters)
         if matrix is None or matrix.empty:
             _ui.empty("No cohorts in this selection: widen the filters.")
         else:
-            _ui.chart(fp.heatmap_figure(matrix, "Share of each signup cohort still a customer",
+            what = "still a customer" if value == "customer_retention" else "of its first month's MRR kept"
+            _ui.chart(fp.heatmap_figure(matrix, f"Share of each signup cohort {what}",
                                         x_title="months since signup", y_title="signup month"), "ce_cohorts")
-            _ui.table(matrix.reset_index(), "cohort-retention", "ce_dl_cohorts", height=240)
+            _ui.table(matrix.reset_index().rename(columns=str), "cohort-retention", "ce_dl_cohorts", height=240)
 
 with tab_mrr:
     first = _month(as_of, -months)

@@ -66,4 +66,4 @@ if by_segment is None or by_segment.empty:
 else:
     _ui.chart(fp.heatmap_figure(by_segment, "Effect on retention by segment and offer (percentage points)",
                                 diverging=True), "ds_segments")
-    _ui.table(by_segment.reset_index(), "effects-by-segment", "ds_dl_segments")
+    _ui.table(by_segment.reset_index().rename(columns=str), "effects-by-segment", "ds_dl_segments")

@@ -95,19 +95,31 @@ def test_a_bad_birth_date_or_amount_is_invalid_input(world):
 
 
 def test_missing_records_never_match(world):
+    con, _, bare, agent, _, total = world
+    con.execute("UPDATE customers SET birth_date = ? WHERE customer_id = ?", [BIRTH, bare])
+    bare_total = con.execute("SELECT max(total_cents) FROM invoices WHERE customer_id = ?", [bare]).fetchall()[0][0]
+    # no postcode on file: a postcode answer never matches, even an empty-looking one
+    res = verify_identity(con, customer_id=bare, user_id=agent, at=AT, postcode="-", birth_date=BIRTH)
+    assert res["why_not"] == "mismatch"
+    assert verify_identity(con, customer_id=bare, user_id=agent, at=AT, birth_date=BIRTH,
+                           last_invoice_amount_cents=int(bare_total)).ok
+
+
+def test_fewer_than_two_facts_on_file_cannot_be_verified(world):
     con, _, bare, agent, _, _ = world
-    res = verify_identity(con, customer_id=bare, user_id=agent, at=AT, postcode="", birth_date=BIRTH,
-                          last_invoice_amount_cents=0)
-    assert res.code == "not_permitted"
+    con.execute("DELETE FROM invoice_lines WHERE invoice_id IN (SELECT invoice_id FROM invoices WHERE customer_id = ?)",
+                [bare])
+    con.execute("DELETE FROM invoices WHERE customer_id = ?", [bare])
     res = verify_identity(con, customer_id=bare, user_id=agent, at=AT, postcode="AB12CD", birth_date=BIRTH)
-    assert res.code == "not_permitted"
+    assert res.code == "not_permitted" and res["why_not"] == "no_records" and "supervisor" in res.message
+    assert _audits(con)[-1][2]["why_not"] == "no_records"
 
 
 def test_no_invoice_yet_means_the_amount_never_matches(world):
     con, _, _, agent, _, _ = world
     cid = add_customer(con, start=dt.date(2024, 3, 1), name="New One", postcode="ZZ1", birth_date=BIRTH)
     res = verify_identity(con, customer_id=cid, user_id=agent, at=AT, postcode="ZZ1", last_invoice_amount_cents=0)
-    assert res.code == "not_permitted"
+    assert res.code == "not_permitted" and res["why_not"] == "mismatch"
     assert verify_identity(con, customer_id=cid, user_id=agent, at=AT, postcode="zz1", birth_date=BIRTH).ok
 
 

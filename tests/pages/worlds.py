@@ -239,3 +239,16 @@ def stand_in_missing_contracts(monkeypatch) -> list[str]:
             monkeypatch.setattr(mod, name, fn, raising=False)
             installed.append(f"{module}.{name}")
     return installed
+
+
+def values(data) -> list:
+    """A plotly data array as a list: plotly 6 writes numeric arrays as base64 typed arrays."""
+    if isinstance(data, dict) and "bdata" in data:
+        import base64
+
+        import numpy as np
+        arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+        if "shape" in data:
+            arr = arr.reshape([int(s) for s in str(data["shape"]).split(",")])
+        return arr.tolist()
+    return list(data)
