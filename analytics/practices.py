@@ -1,0 +1,426 @@
+"""Which care practices go with churn: a Cox model with time-varying covariates.
+
+:func:`practice_panel` builds the long format (one row per customer-month at risk) with covariates
+computed only from what was known when the month began; :class:`PracticeCoxFitter` fits lifelines'
+``CoxTimeVaryingFitter`` on it (on a sample of customers when the world is large), reports hazard
+ratios with intervals, a proportional-hazards check and the wait-time dose-response curve.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import duckdb
+import numpy as np
+import pandas as pd
+from lifelines import CoxTimeVaryingFitter
+from scipy import stats
+
+from analytics import queries as q
+from analytics.cohorts import last_complete_month
+from analytics.metrics import resolve_plan
+
+__all__ = ["COVARIATES", "practice_panel", "PracticeCoxFitter", "practice_hazard_ratios", "wait_time_curve"]
+
+# covariate -> what one unit means (the label of its hazard ratio)
+COVARIATES = {
+    "contacts_last_month": "per care contact last month",
+    "wait_minutes_last_month": "per minute of mean wait last month",
+    "unresolved_last_month": "an unresolved contact last month",
+    "billing_error_last_bill": "a billing error on the last bill",
+    "discount_active": "a discount covering the month",
+    "price_rise_last_bill": "a price rise on the last bill",
+    "tenure_months": "per month of tenure",
+}
+ERROR_EVIDENCE = ("any_time", "before_interval")
+CHURN_KINDS = ("voluntary", "involuntary", "any")
+
+
+def _panel_sql(f: q.Filters, sample: bool, error_evidence: str) -> str:
+    # hash() is DuckDB's; on another engine any well-mixed hash of (customer_id, seed) will do
+    sample_sql = ("\n    order by hash(c.customer_id, $seed), c.customer_id\n    limit $n"
+                  if sample else "")
+    error_cut = ("cn.issued_at < $as_of_next" if error_evidence == "any_time"
+                 else "cn.issued_at < b.period_start + interval '2' month")
+    error_shift = "1" if error_evidence == "any_time" else "2"
+    return f"""with
+months as (
+    select generate_series as mi from generate_series($first_mi, $last_mi)
+),
+sampled as materialized (
+    -- one row per customer of the population (or of the sample) signed up by as_of
+    select c.customer_id, c.signup_date, c.churned_on, c.churn_kind
+    from customers c
+    where c.signup_date <= $as_of{f.customer_sql("c", signup_plan=True)}{sample_sql}
+),
+first_churn as (
+    -- one row per customer with subscriptions: the last day served of the first spell, its reason
+    select s.customer_id,
+           min(s.end_date) filter (where s.end_date <= $as_of and s.end_reason <> 'plan_change') as churn_date,
+           arg_min(s.end_reason, s.end_date) filter (where s.end_date <= $as_of and s.end_reason <> 'plan_change')
+               as churn_reason
+    from subscriptions s
+    join sampled p on p.customer_id = s.customer_id
+    where s.start_date <= $as_of
+    group by s.customer_id
+),
+lives as (
+    -- one row per customer: signup month, first churn (subscriptions, else churned_on) and its kind
+    select p.customer_id, {q.mi("p.signup_date")} as signup_mi,
+           {q.mi("case when fc.customer_id is not null then fc.churn_date when p.churned_on <= $as_of then p.churned_on end")}
+               as churn_mi,
+           case when fc.churn_reason = 'non_payment' then 'involuntary'
+                when fc.churn_reason = 'cancelled' then 'voluntary'
+                else coalesce(p.churn_kind, 'voluntary') end as kind
+    from sampled p
+    left join first_churn fc on fc.customer_id = p.customer_id
+),
+at_risk as (
+    -- one row per customer and month at risk: from signup (or the window start) to first churn
+    select l.customer_id, m.mi, m.mi - l.signup_mi as tenure_months,
+           case when l.churn_mi = m.mi and l.kind in ($kind_a, $kind_b) then 1 else 0 end as event
+    from lives l
+    join months m on m.mi >= l.signup_mi and (l.churn_mi is null or m.mi <= l.churn_mi)
+),
+care as (
+    -- one row per customer and month after a month with contacts: what happened in those contacts
+    select k.customer_id, {q.mi("k.contacted_at")} + 1 as mi, count(*) as contacts,
+           coalesce(avg(k.wait_seconds), 0) / 60.0 as wait_minutes,
+           max(case when k.resolution <> 'resolved' then 1 else 0 end) as unresolved
+    from contacts k
+    join sampled p on p.customer_id = k.customer_id
+    where k.contacted_at >= $care_from and k.contacted_at < $care_to
+    group by k.customer_id, {q.mi("k.contacted_at")}
+),
+bills as (
+    -- one row per finalized invoice of the sample in or just before the window
+    select i.invoice_id, i.customer_id, i.plan_id, i.period_start, {q.mi("i.period_start")} as pmi
+    from invoices i
+    join sampled p on p.customer_id = i.customer_id
+    where i.status = 'finalized' and i.period_start >= $bills_from and i.period_start <= $last_date
+),
+errors as (
+    -- months whose last bill had a billing error (see the error_evidence rule)
+    select b.customer_id, b.pmi + {error_shift} as mi, 1 as billing_error
+    from bills b
+    join credit_notes cn on cn.invoice_id = b.invoice_id and cn.reason = 'billing_error'
+    where {error_cut}
+    group by b.customer_id, b.pmi
+),
+prices as (
+    select pp.plan_id, m.mi, max_by(pp.monthly_price_cents, pp.effective_from) as price
+    from plan_prices pp
+    join (select generate_series as mi from generate_series($first_mi - 2, $last_mi)) m
+      on {q.mi("pp.effective_from")} <= m.mi
+    group by pp.plan_id, m.mi
+),
+rises as (
+    -- months whose last bill (the previous period's) charged more for the plan than the bill before
+    select b1.customer_id, b1.pmi + 1 as mi, 1 as price_rise
+    from bills b1
+    join bills b0 on b0.customer_id = b1.customer_id and b0.plan_id = b1.plan_id and b0.pmi = b1.pmi - 1
+    join prices p1 on p1.plan_id = b1.plan_id and p1.mi = b1.pmi
+    join prices p0 on p0.plan_id = b0.plan_id and p0.mi = b0.pmi
+    where p1.price > p0.price
+    group by b1.customer_id, b1.pmi
+),
+discounts as (
+    -- months covered by a percent-off or free-month grant made before the month began
+    select g.customer_id, m.mi, 1 as discount_active
+    from offer_grants g
+    join sampled p on p.customer_id = g.customer_id
+    join months m on m.mi >= {q.mi("g.first_period")} and m.mi < {q.mi("g.first_period")} + g.cycles
+    where g.kind in ('percent_off', 'free_months') and {q.mi("g.granted_at")} < m.mi
+      and g.granted_at < $as_of_next
+    group by g.customer_id, m.mi
+),
+final as (
+    select r.customer_id, r.mi, r.mi - $first_mi as start, r.mi - $first_mi + 1 as stop, r.event,
+           coalesce(k.contacts, 0) as contacts_last_month,
+           coalesce(k.wait_minutes, 0) as wait_minutes_last_month,
+           coalesce(k.unresolved, 0) as unresolved_last_month,
+           coalesce(e.billing_error, 0) as billing_error_last_bill,
+           coalesce(d.discount_active, 0) as discount_active,
+           coalesce(pr.price_rise, 0) as price_rise_last_bill,
+           r.tenure_months
+    from at_risk r
+    left join care k on k.customer_id = r.customer_id and k.mi = r.mi
+    left join errors e on e.customer_id = r.customer_id and e.mi = r.mi
+    left join discounts d on d.customer_id = r.customer_id and d.mi = r.mi
+    left join rises pr on pr.customer_id = r.customer_id and pr.mi = r.mi
+)
+select * from final order by customer_id, mi"""
+
+
+def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_month: dt.date | None = None,
+                   sample_customers: int | None = None, random_state: int = 0, churn_kind: str = "voluntary",
+                   error_evidence: str = "any_time", segment: str | None = None, region: str | None = None,
+                   plan: int | str | None = None, channel: str | None = None) -> pd.DataFrame:
+    """The long-format churn panel; one row per customer-month at risk.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    as_of : datetime.date
+        Months run to the last complete month on or before it.
+    first_month : datetime.date, optional
+        First calendar month of the window (default: the earliest signup month); earlier months of a
+        customer are left out (left truncation).
+    sample_customers : int, optional
+        Take a pseudo-random sample of this many customers (deterministic for ``random_state``).
+    churn_kind : str
+        Which first churn is the event: ``voluntary`` (default; involuntary churn censors),
+        ``involuntary`` or ``any``.
+    error_evidence : str
+        ``any_time`` (default) or ``before_interval``; see Notes.
+    segment, region, channel : str, optional
+    plan : int or str, optional
+        Customers by signup plan.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns customer_id, mi (month index), start, stop (months since the window start: the
+        interval (start, stop] is the calendar month), event, and the :data:`COVARIATES`.
+
+    Notes
+    -----
+    At risk: every calendar month from the signup month to the month of the first churn (as in
+    :func:`analytics.survival.lifetimes`), within the window; the churn month carries event = 1
+    when the churn is of ``churn_kind``. The time axis is calendar time, so month-wide shocks
+    (an understaffed month, a price rise for everyone) sit in the baseline hazard and tenure is a
+    covariate. Every covariate of month M is fixed when M begins (no immortal time):
+
+    - contacts_last_month, wait_minutes_last_month (mean wait of those contacts, 0 without
+      contacts), unresolved_last_month (any contact not ``resolved``): contacts made in M-1;
+    - price_rise_last_bill: the bill for period M-1 (issued as M begins) priced the customer's plan
+      higher than their bill for M-2 on the same plan;
+    - discount_active: a percent-off or free-month grant made before M covers period M;
+    - tenure_months: whole calendar months from the signup month to M;
+    - billing_error_last_bill, ``any_time``: the bill for period M-1 has a credit note with reason
+      billing_error issued by ``as_of``. The error is a property of the bill when it arrives; the
+      credit note only records it, possibly later (this reads records made after M, so errors that
+      nobody reported are missed). ``before_interval``: the strictly predictable variant: the bill
+      for M-2 has such a credit note issued before M began (it misses errors noticed and acted on
+      within one month).
+    """
+    if churn_kind not in CHURN_KINDS:
+        raise ValueError(f"churn_kind must be one of {', '.join(CHURN_KINDS)}")
+    if error_evidence not in ERROR_EVIDENCE:
+        raise ValueError(f"error_evidence must be one of {', '.join(ERROR_EVIDENCE)}")
+    last = last_complete_month(as_of)
+    if first_month is None:
+        first_signup = con.execute("select min(signup_date) from customers").fetchall()[0][0]
+        first_month = first_signup or last
+    first = first_month.replace(day=1)
+    f = q.Filters(segment=segment, region=region, plan=resolve_plan(con, plan), channel=channel)
+    first_mi, last_mi = q.month_index(first), q.month_index(last)
+    params = {"as_of": as_of, "as_of_next": as_of + dt.timedelta(days=1), "first_mi": first_mi,
+              "last_mi": last_mi, "last_date": last,
+              "care_from": q.month_from_index(first_mi - 1), "care_to": q.month_from_index(last_mi),
+              "bills_from": q.month_from_index(first_mi - 2),
+              "kind_a": "voluntary" if churn_kind == "any" else churn_kind,
+              "kind_b": "involuntary" if churn_kind == "any" else churn_kind,
+              "seed": int(random_state), "n": int(sample_customers or 0), **f.params()}
+    out = q.run(con, _panel_sql(f, sample_customers is not None, error_evidence), params)
+    ints = ["customer_id", "mi", "start", "stop", "event", "contacts_last_month", "unresolved_last_month",
+            "billing_error_last_bill", "discount_active", "price_rise_last_bill", "tenure_months"]
+    return out.astype({c: "int64" for c in ints}).astype({"wait_minutes_last_month": "float64"})
+
+
+class PracticeCoxFitter:
+    """Cox model of the churn hazard on care practices, with time-varying covariates.
+
+    Parameters
+    ----------
+    penalizer : float
+        L2 penalty of lifelines' ``CoxTimeVaryingFitter`` (0 = plain partial likelihood).
+    sample_customers : int or None
+        Fit on a pseudo-random sample of this many customers (None = all). The default keeps a fit
+        on a million-customer world within about a minute; ``n_customers_`` reports what was used.
+    random_state : int
+        Seed of the sample.
+    churn_kind : str
+        The event: ``voluntary`` (default), ``involuntary`` or ``any`` (see :func:`practice_panel`).
+    error_evidence : str
+        ``any_time`` or ``before_interval`` (see :func:`practice_panel`).
+    alpha : float
+        1 - confidence level of the intervals.
+    check_ph : bool
+        Also test proportional hazards (a second fit with covariate x log(time) terms).
+    first_month : datetime.date, optional
+        First month of the window.
+
+    Attributes
+    ----------
+    summary_ : pandas.DataFrame
+        One row per covariate: term, label, hazard_ratio, lo, hi (the 1 - alpha interval), coef,
+        se, z, p.
+    ph_test_ : pandas.DataFrame or None
+        One row per covariate: term, time_coef (of x log t), se, p, proportional (p >= alpha).
+    dropped_ : list of str
+        Covariates left out because they do not vary in the data.
+    model_ : lifelines.CoxTimeVaryingFitter
+    n_customers_, n_rows_, n_events_ : int
+    sampled_ : bool
+        Whether a sample of customers was used.
+    contact_month_churn_ : float
+        Observed monthly churn (event rate) in customer-months after a month with contacts.
+    mean_wait_minutes_ : float
+        Mean of wait_minutes_last_month over those customer-months.
+    """
+
+    def __init__(self, penalizer: float = 0.0, sample_customers: int | None = 50_000, random_state: int = 0,
+                 churn_kind: str = "voluntary", error_evidence: str = "any_time", alpha: float = 0.05,
+                 check_ph: bool = True, first_month: dt.date | None = None):
+        self.penalizer = penalizer
+        self.sample_customers = sample_customers
+        self.random_state = random_state
+        self.churn_kind = churn_kind
+        self.error_evidence = error_evidence
+        self.alpha = alpha
+        self.check_ph = check_ph
+        self.first_month = first_month
+
+    def fit(self, con: duckdb.DuckDBPyConnection, as_of: dt.date, **filters) -> PracticeCoxFitter:
+        """Build the panel from the database (see :func:`practice_panel`) and fit it.
+
+        ``filters`` are segment, region, plan, channel. Returns self.
+        """
+        n_total = int(con.execute("select count(*) from customers where signup_date <= ?", [as_of]).fetchall()[0][0])
+        sample = self.sample_customers if self.sample_customers is not None and self.sample_customers < n_total else None
+        panel = practice_panel(con, as_of, first_month=self.first_month, sample_customers=sample,
+                               random_state=self.random_state, churn_kind=self.churn_kind,
+                               error_evidence=self.error_evidence, **filters)
+        self.fit_panel(panel)
+        self.sampled_ = sample is not None
+        return self
+
+    def fit_panel(self, panel: pd.DataFrame) -> PracticeCoxFitter:
+        """Fit on a long-format frame (columns customer_id, start, stop, event and covariates).
+
+        Any subset of :data:`COVARIATES` present is used; constant ones are dropped. Returns self.
+
+        Raises
+        ------
+        ValueError
+            When the panel has no events or no covariate that varies.
+        """
+        cols = [c for c in COVARIATES if c in panel.columns]
+        self.dropped_ = [c for c in cols if panel[c].nunique() < 2]
+        used = [c for c in cols if c not in self.dropped_]
+        if not used or int(panel["event"].sum()) == 0:
+            raise ValueError("the panel has no churn events or no covariate that varies: nothing to fit")
+        data = panel[["customer_id", "start", "stop", "event", *used]]
+        self.model_ = self._fit(data)
+        self.summary_ = self._summary(self.model_, used)
+        self.ph_test_ = self._ph_test(data, used) if self.check_ph else None
+        self.n_customers_ = int(panel["customer_id"].nunique())
+        self.n_rows_ = len(panel)
+        self.n_events_ = int(panel["event"].sum())
+        self.sampled_ = False
+        after_contact = panel[panel.get("contacts_last_month", pd.Series(0, index=panel.index)) > 0]
+        self.contact_month_churn_ = float(after_contact["event"].mean()) if len(after_contact) else float("nan")
+        self.mean_wait_minutes_ = (float(after_contact["wait_minutes_last_month"].mean())
+                                   if len(after_contact) and "wait_minutes_last_month" in panel else float("nan"))
+        return self
+
+    def _fit(self, data: pd.DataFrame) -> CoxTimeVaryingFitter:
+        model = CoxTimeVaryingFitter(penalizer=self.penalizer, alpha=self.alpha)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(data, id_col="customer_id", event_col="event", start_col="start", stop_col="stop",
+                      show_progress=False)
+        return model
+
+    def _summary(self, model: CoxTimeVaryingFitter, used: list[str]) -> pd.DataFrame:
+        s = model.summary.loc[used]
+        z = stats.norm.ppf(1 - self.alpha / 2)
+        coef, se = s["coef"].to_numpy(), s["se(coef)"].to_numpy()
+        return pd.DataFrame({"term": used, "label": [COVARIATES[c] for c in used],
+                             "hazard_ratio": np.exp(coef), "lo": np.exp(coef - z * se), "hi": np.exp(coef + z * se),
+                             "coef": coef, "se": se, "z": s["z"].to_numpy(), "p": s["p"].to_numpy()})
+
+    def _ph_test(self, data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+        """Proportional hazards: refit with x * log(stop) for every covariate; a time-varying
+        effect shows as a non-zero interaction (a Wald test per covariate, in the spirit of the
+        Grambsch-Therneau test on Schoenfeld residuals)."""
+        extended = data.copy()
+        log_t = np.log(extended["stop"].astype("float64").clip(lower=1.0))
+        inter = [f"{c}:log_t" for c in used]
+        for c, name in zip(used, inter):
+            extended[name] = extended[c] * log_t
+        model = self._fit(extended)
+        s = model.summary.loc[inter]
+        return pd.DataFrame({"term": used, "time_coef": s["coef"].to_numpy(), "se": s["se(coef)"].to_numpy(),
+                             "p": s["p"].to_numpy(), "proportional": s["p"].to_numpy() >= self.alpha})
+
+    def wait_curve(self, minutes=None) -> pd.DataFrame:
+        """What a minute of waiting costs in churn: relative hazard and monthly churn by wait.
+
+        Parameters
+        ----------
+        minutes : array-like, optional
+            Mean wait (minutes) of last month's contacts; default 0 to 30.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns wait_minutes, hazard_ratio, lo, hi (relative to no wait, with the 1 - alpha
+            band), monthly_churn, churn_lo, churn_hi. Empty when wait was not in the model.
+
+        Notes
+        -----
+        ``HR(w) = exp(b w)`` with band ``exp((b -/+ z se) w)`` for the wait coefficient b, all else
+        equal. Monthly churn after a month with contacts: ``1 - (1 - p) ^ (HR(w) / HR(w_bar))``,
+        where p is the observed churn rate of customer-months after a month with contacts and
+        w_bar their mean wait (the proportional-hazards link between monthly probabilities).
+        """
+        if "wait_minutes_last_month" not in set(self.summary_["term"]):
+            return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi", "monthly_churn",
+                                         "churn_lo", "churn_hi"])
+        w = np.arange(0, 31, dtype="float64") if minutes is None else np.asarray(minutes, dtype="float64")
+        row = self.summary_.set_index("term").loc["wait_minutes_last_month"]
+        z = stats.norm.ppf(1 - self.alpha / 2)
+        b, se = float(row["coef"]), float(row["se"])
+        hr, lo, hi = np.exp(b * w), np.exp((b - z * se) * w), np.exp((b + z * se) * w)
+        p, w_bar = self.contact_month_churn_, self.mean_wait_minutes_
+        # monthly churn keeps its observed value at the mean wait; the band moves b within its interval
+        churn = 1 - (1 - p) ** np.exp(b * (w - w_bar))
+        c1 = 1 - (1 - p) ** np.exp((b - z * se) * (w - w_bar))
+        c2 = 1 - (1 - p) ** np.exp((b + z * se) * (w - w_bar))
+        return pd.DataFrame({"wait_minutes": w, "hazard_ratio": hr, "lo": lo, "hi": hi, "monthly_churn": churn,
+                             "churn_lo": np.minimum(c1, c2), "churn_hi": np.maximum(c1, c2)})
+
+
+def practice_hazard_ratios(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, sample_customers: int | None = 20_000,
+                           random_state: int = 0, min_events: int = 20, **filters) -> pd.DataFrame:
+    """Hazard ratios of care practices (the ``summary_`` of :class:`PracticeCoxFitter`).
+
+    Returns an empty frame when the data has fewer than ``min_events`` churn events or nothing to
+    fit (e.g. an import without contacts). Adds columns n_customers, n_events, sampled.
+    """
+    try:
+        fitter = PracticeCoxFitter(sample_customers=sample_customers, random_state=random_state,
+                                   check_ph=False).fit(con, as_of, **filters)
+    except ValueError:
+        return pd.DataFrame(columns=["term", "label", "hazard_ratio", "lo", "hi", "coef", "se", "z", "p"])
+    if fitter.n_events_ < min_events:
+        return pd.DataFrame(columns=list(fitter.summary_.columns))
+    return fitter.summary_.assign(n_customers=fitter.n_customers_, n_events=fitter.n_events_,
+                                  sampled=fitter.sampled_)
+
+
+def wait_time_curve(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, max_minutes: int = 30,
+                    sample_customers: int | None = 20_000, random_state: int = 0, min_events: int = 20,
+                    **filters) -> pd.DataFrame:
+    """The wait-time dose-response curve of :meth:`PracticeCoxFitter.wait_curve` (0 to
+    ``max_minutes``); empty when there is not enough data to fit."""
+    try:
+        fitter = PracticeCoxFitter(sample_customers=sample_customers, random_state=random_state,
+                                   check_ph=False).fit(con, as_of, **filters)
+    except ValueError:
+        return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi"])
+    if fitter.n_events_ < min_events:
+        return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi"])
+    return fitter.wait_curve(np.arange(0, max_minutes + 1))
