@@ -248,6 +248,8 @@ class PracticeCoxFitter:
         1 - confidence level of the intervals.
     check_ph : bool
         Also test proportional hazards (a second fit with covariate x log(time) terms).
+    ph_sample_customers : int or None
+        Customers of the panel used for that second fit (None = all): it has twice the terms.
     first_month : datetime.date, optional
         First month of the window.
 
@@ -258,6 +260,7 @@ class PracticeCoxFitter:
         se, z, p.
     ph_test_ : pandas.DataFrame or None
         One row per covariate: term, time_coef (of x log t), se, p, proportional (p >= alpha).
+        With many rows small departures are "significant": read time_coef's size too.
     dropped_ : list of str
         Covariates left out because they do not vary in the data.
     model_ : lifelines.CoxTimeVaryingFitter
@@ -272,7 +275,8 @@ class PracticeCoxFitter:
 
     def __init__(self, penalizer: float = 0.0, sample_customers: int | None = 50_000, random_state: int = 0,
                  churn_kind: str = "voluntary", error_evidence: str = "any_time", alpha: float = 0.05,
-                 check_ph: bool = True, first_month: dt.date | None = None):
+                 check_ph: bool = True, ph_sample_customers: int | None = 20_000,
+                 first_month: dt.date | None = None):
         self.penalizer = penalizer
         self.sample_customers = sample_customers
         self.random_state = random_state
@@ -280,6 +284,7 @@ class PracticeCoxFitter:
         self.error_evidence = error_evidence
         self.alpha = alpha
         self.check_ph = check_ph
+        self.ph_sample_customers = ph_sample_customers
         self.first_month = first_month
 
     def fit(self, con: duckdb.DuckDBPyConnection, as_of: dt.date, **filters) -> PracticeCoxFitter:
@@ -345,6 +350,10 @@ class PracticeCoxFitter:
         """Proportional hazards: refit with x * log(stop) for every covariate; a time-varying
         effect shows as a non-zero interaction (a Wald test per covariate, in the spirit of the
         Grambsch-Therneau test on Schoenfeld residuals)."""
+        ids = data["customer_id"].unique()
+        if self.ph_sample_customers is not None and len(ids) > self.ph_sample_customers:
+            keep = np.random.default_rng(self.random_state).choice(ids, self.ph_sample_customers, replace=False)
+            data = data[data["customer_id"].isin(keep)]
         extended = data.copy()
         log_t = np.log(extended["stop"].astype("float64").clip(lower=1.0))
         inter = [f"{c}:log_t" for c in used]
