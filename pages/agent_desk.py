@@ -56,7 +56,7 @@ def note(message: str) -> None:
     ss.setdefault(K_OUTCOMES, []).append(message)
 
 
-_ui.header("Agent desk", f"Signed in as {me['display_name']} (tier {me.get('agent_tier') or '-'}) · "
+_ui.header("Agent desk", f"Signed in as {me['display_name']} · "
                          f"business date {as_of:%Y-%m-%d}")
 
 # 1. Find the caller -----------------------------------------------------------------------------
