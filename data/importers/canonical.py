@@ -25,7 +25,7 @@ import duckdb
 from data.db import transaction
 from data.importers import spec
 from data.importers.common import (ImportReport, csv_source_sql, csv_structure_problems, drop_temp, failed,
-                                   has_simulated_world, normalize, read_csv_header, rejects_frame,
+                                   has_simulated_world, insertion_order, normalize, read_csv_header, rejects_frame,
                                    timestamp_literal, token, write_audit)
 from data.importers.spec import TABLES, Col
 
@@ -112,11 +112,12 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
         names = {t: f"{prefix}{t}" for t in spec.ORDER}
         names["line_sums"] = f"{prefix}line_sums"
         at_sql = timestamp_literal(at)
-        for table in spec.ORDER:
-            if table in files:
-                problems.extend(_load(con, files[table], names[table], prefix, at_sql))
-            else:
-                _create_empty(con, table, names[table])
+        with insertion_order(con, True):  # row numbers follow the file
+            for table in spec.ORDER:
+                if table in files:
+                    problems.extend(_load(con, files[table], names[table], prefix, at_sql))
+                else:
+                    _create_empty(con, table, names[table])
         counts = {t: files[t].rows for t in spec.ORDER if t in files}
         if problems:
             return _rejected(problems, counts, files)
@@ -125,11 +126,8 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
         rejected = _check(con, files, names, views, prefix)
         if rejected:
             return _rejected(rejected, counts, files)
-        # Rows of a table have no order, so the bulk insert may run in parallel.
-        keep_order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
-        con.execute("SET preserve_insertion_order = false")
         try:
-            with transaction(con):
+            with insertion_order(con, False), transaction(con):
                 for table in spec.ORDER:
                     if table in files:
                         cols = ", ".join(TABLES[table].column_names)
@@ -141,8 +139,6 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
             first = str(exc).splitlines()[0]
             return failed(f"the database refused the import, nothing was written: {first}",
                           rejects_frame([(None, None, None, first)]), counts)
-        finally:
-            con.execute(f"SET preserve_insertion_order = {'true' if keep_order else 'false'}")
         total = sum(counts.values())
         summary = ", ".join(f"{t} {counts[t]:,}" for t in spec.ORDER if t in counts)
         return ImportReport(ok=True, counts=counts, rejected=rejects_frame(),

@@ -7,13 +7,14 @@ file have no row number; problems with the header (a missing or unknown column) 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import duckdb
 import pandas as pd
@@ -87,6 +88,21 @@ def drop_temp(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
     for name, kind in rows:
         what = "VIEW" if kind == "VIEW" else "TABLE"
         con.execute(f'DROP {what} IF EXISTS temp."{name}"')
+
+
+@contextlib.contextmanager
+def insertion_order(con: duckdb.DuckDBPyConnection, preserve: bool) -> Iterator[None]:
+    """Set DuckDB's ``preserve_insertion_order`` for a block, then restore the caller's setting.
+
+    Loading needs it on (row numbers follow the file); the final bulk insert may run without it
+    (rows of a table have no order), which lets DuckDB insert in parallel.
+    """
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if before else 'false'}")
 
 
 def has_simulated_world(con: duckdb.DuckDBPyConnection) -> bool:

@@ -23,8 +23,8 @@ import duckdb
 
 from data.db import transaction
 from data.importers.common import (ImportReport, csv_source_sql, csv_structure_problems, drop_temp, failed,
-                                   has_simulated_world, naive_utc, normalize, read_csv_header, rejects_frame, token,
-                                   write_audit)
+                                   has_simulated_world, insertion_order, naive_utc, normalize, read_csv_header,
+                                   rejects_frame, token, write_audit)
 
 # The file's columns -> our names (code constants; the file's own header text never enters SQL).
 COLUMNS = {
@@ -126,8 +126,9 @@ def import_telco(con: duckdb.DuckDBPyConnection, path: str | Path, *, snapshot: 
     try:
         select = ", ".join(f"c{positions[c.lower()]} AS {ours}" for c, ours in COLUMNS.items())
         try:
-            con.execute(f"CREATE TEMP TABLE \"{prefix}raw\" AS SELECT _row, {select} FROM "
-                        + csv_source_sql(len(header), f"{prefix}rej", f"{prefix}rejscan"), [str(path)])
+            with insertion_order(con, True):  # row numbers follow the file
+                con.execute(f"CREATE TEMP TABLE \"{prefix}raw\" AS SELECT _row, {select} FROM "
+                            + csv_source_sql(len(header), f"{prefix}rej", f"{prefix}rejscan"), [str(path)])
         except duckdb.Error as exc:
             return failed(f"cannot read {file}: {str(exc).splitlines()[0]}")
         rows = int(con.execute(f"SELECT count(*) FROM {raw}").fetchall()[0][0])

@@ -82,8 +82,17 @@ def to_parquet(src: Path, dst: Path, native: bool = True) -> None:
 # the good folder
 
 
-def test_good_folder_imports_every_row_and_counts_match(con):
-    report = import_folder(con, GOOD, at=AT, user_id=7)
+@pytest.fixture(scope="module")
+def imported():
+    """A database holding the good folder (tests using it must not change it: imports they try are rejected)."""
+    c = connect(":memory:")
+    report = import_folder(c, GOOD, at=AT, user_id=7)
+    yield c, report
+    c.close()
+
+
+def test_good_folder_imports_every_row_and_counts_match(imported):
+    con, report = imported
     assert report.ok, report.rejected.to_string()
     assert report.rejected.empty
     expected = {p.stem: csv_rows(p) for p in GOOD.glob("*.csv")}
@@ -94,8 +103,8 @@ def test_good_folder_imports_every_row_and_counts_match(con):
     assert "imported" in report.message and "\n" not in report.message
 
 
-def test_good_folder_writes_one_audit_row_with_the_counts(con):
-    report = import_folder(con, GOOD, at=AT, user_id=7)
+def test_good_folder_writes_one_audit_row_with_the_counts(imported):
+    con, report = imported
     rows = con.execute("SELECT audit_id, logged_at, user_id, action, entity, detail FROM audit_log").fetchall()
     assert len(rows) == 1
     audit_id, logged_at, user_id, action, entity, detail = rows[0]
@@ -103,8 +112,9 @@ def test_good_folder_writes_one_audit_row_with_the_counts(con):
     assert json.loads(detail)["counts"] == dict(report.counts)
 
 
-def test_derived_columns_are_filled_from_related_rows(con):
-    assert import_folder(con, GOOD, at=AT).ok
+def test_derived_columns_are_filled_from_related_rows(imported):
+    con, report = imported
+    assert report.ok
     inv = con.execute("SELECT customer_id, plan_id, period_end, currency FROM invoices WHERE invoice_id = 4").fetchall()
     assert inv == [(1, 2, dt.date(2024, 2, 29), "EUR")]
     grants = con.execute("SELECT grant_id, kind, percent_off, credit_cents, cycles FROM offer_grants ORDER BY 1").fetchall()
@@ -294,8 +304,8 @@ def test_bad_rows_are_all_reported_with_row_numbers_counting_the_header(con, fol
         ("payments.csv", 2, "amount_cents"), ("payments.csv", 4, "method")]
 
 
-def test_duplicate_invoice_against_existing_rows_changes_nothing(con, tmp_path):
-    assert import_folder(con, GOOD, at=AT).ok
+def test_duplicate_invoice_against_existing_rows_changes_nothing(imported, tmp_path):
+    con, _ = imported
     before = table_counts(con)
     later = tmp_path / "later"
     later.mkdir()
@@ -307,8 +317,8 @@ def test_duplicate_invoice_against_existing_rows_changes_nothing(con, tmp_path):
                     "(subscription_id, period_start) = (4, 2024-02-01) already exists in the database")
 
 
-def test_keys_already_in_the_database_are_rejected(con):
-    assert import_folder(con, GOOD, at=AT).ok
+def test_keys_already_in_the_database_are_rejected(imported):
+    con, _ = imported
     before = table_counts(con)
     report = import_folder(con, GOOD, at=AT)
     assert table_counts(con) == before
@@ -316,13 +326,15 @@ def test_keys_already_in_the_database_are_rejected(con):
     assert_rejected(report, "invoices.csv", 2, "invoice_id", "invoice_id 1 already exists in the database")
 
 
-def test_lines_may_not_be_added_to_an_invoice_already_in_the_database(con, tmp_path):
-    assert import_folder(con, GOOD, at=AT).ok
+def test_lines_may_not_be_added_to_an_invoice_already_in_the_database(imported, tmp_path):
+    con, _ = imported
+    before = table_counts(con)
     later = tmp_path / "later"
     later.mkdir()
     (later / "invoice_lines.csv").write_text("invoice_id,line_no,kind,amount_cents\n1,3,charge,100\n", encoding="utf-8")
     report = import_folder(con, later, at=AT)
     assert_rejected(report, "invoice_lines.csv", 2, "invoice_id", "never edited")
+    assert table_counts(con) == before
 
 
 def test_parquet_rows_are_numbered_like_csv_and_decimal_money_is_rejected(con, tmp_path):
@@ -362,12 +374,13 @@ def test_a_failure_while_writing_rolls_everything_back(con, monkeypatch):
     assert table_counts(con) == before
 
 
-def test_no_temporary_tables_are_left_behind(con, folder):
+def test_no_temporary_tables_or_changed_settings_are_left_behind(con, folder):
     edit(folder, "payments.csv", "1440", "14.40")
     import_folder(con, folder, at=AT)
     import_folder(con, GOOD, at=AT)
     left = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'temp'").fetchall()
     assert left == [(0,)]
+    assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0] in (True, "true")
 
 
 @pytest.mark.parametrize("setup, message", [
