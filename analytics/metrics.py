@@ -34,6 +34,64 @@ def resolve_plan(con: duckdb.DuckDBPyConnection, plan: int | str | None) -> int 
     return int(rows[0][0])
 
 
+def _billing_sql(f: q.Filters) -> str:
+    """One row per billed month: gross billed, discounts, credits and net billed, from invoices."""
+    join = ""
+    if f.has_customer_filter:
+        join = f"\n    join customers c on c.customer_id = i.customer_id{f.customer_sql('c')}"
+    plan = " and i.plan_id = $plan" if f.plan is not None else ""
+    return f"""with
+billed as (
+    -- one row per finalized invoice of the window issued by as_of
+    select {q.mi("i.period_start")} as mi, i.subtotal_cents, i.discount_cents, i.credit_cents
+    from invoices i{join}
+    where i.status = 'finalized' and i.issued_on <= $as_of
+      and i.period_start >= $first_date and i.period_start < $after_last{plan}
+),
+final as (
+    select mi, count(*) as invoices,
+           sum(subtotal_cents) as gross_billed_cents,
+           sum(discount_cents) as discount_cents,
+           sum(credit_cents) as credit_cents,
+           sum(subtotal_cents - discount_cents) as billed_revenue_cents
+    from billed
+    group by mi
+)
+select * from final order by mi"""
+
+
+def _care_sql(f: q.Filters) -> str:
+    """One row per month with contacts: contacts, complaints, mean and 90th-percentile wait."""
+    join = ""
+    if f.has_customer_filter:
+        join = f"\n    join customers c on c.customer_id = k.customer_id{f.customer_sql('c')}"
+    plan = ""
+    if f.plan is not None:
+        plan = """
+      and exists (select 1 from subscriptions s
+                  where s.customer_id = k.customer_id and s.plan_id = $plan
+                    and s.start_date <= cast(k.contacted_at as date)
+                    and (s.end_date is null or s.end_date >= cast(k.contacted_at as date)))"""
+    reasons = ", ".join(f"'{r}'" for r in q.COMPLAINT_REASONS)
+    return f"""with
+picked_contacts as (
+    -- one row per contact in the window made by as_of
+    select {q.mi("k.contacted_at")} as mi, k.reason, k.wait_seconds
+    from contacts k{join}
+    where k.contacted_at >= $first_date and k.contacted_at < $after_last
+      and k.contacted_at < $as_of_next{plan}
+),
+final as (
+    select mi, count(*) as contacts,
+           sum(case when reason in ({reasons}) then 1 else 0 end) as complaints,
+           avg(wait_seconds) / 60.0 as mean_wait_minutes,
+           percentile_cont(0.9) within group (order by wait_seconds) / 60.0 as p90_wait_minutes
+    from picked_contacts
+    group by mi
+)
+select * from final order by mi"""
+
+
 def _setup(con, first_month, last_month, as_of, segment, region, plan, channel):
     first_month, last_month = first_month.replace(day=1), last_month.replace(day=1)
     as_of = q.month_end(last_month) if as_of is None else as_of
@@ -115,7 +173,7 @@ def billing_metrics(con: duckdb.DuckDBPyConnection, first_month: dt.date, last_m
     and credits); discount_spend = discount + credit; discount_share = discount_spend / gross.
     """
     f, params = _setup(con, first_month, last_month, as_of, segment, region, plan, channel)
-    raw = q.run(con, q.billing_month_sql(f), params)
+    raw = q.run(con, _billing_sql(f), params)
     out = _months(params).merge(raw, on="mi", how="left")
     money = ["invoices", "gross_billed_cents", "discount_cents", "credit_cents", "billed_revenue_cents"]
     out[money] = out[money].fillna(0).astype("int64")
@@ -143,7 +201,7 @@ def care_metrics(con: duckdb.DuckDBPyConnection, first_month: dt.date, last_mont
     Under a plan filter, contacts made while the customer had a subscription on the plan.
     """
     f, params = _setup(con, first_month, last_month, as_of, segment, region, plan, channel)
-    raw = q.run(con, q.care_month_sql(f), params)
+    raw = q.run(con, _care_sql(f), params)
     out = _months(params).merge(raw, on="mi", how="left")
     out[["contacts", "complaints"]] = out[["contacts", "complaints"]].fillna(0).astype("int64")
     return out.drop(columns="mi")
@@ -176,17 +234,22 @@ def monthly_metrics(con: duckdb.DuckDBPyConnection, first_month: dt.date, last_m
 
     Notes
     -----
-    Service: a subscription serves ``start_date..end_date`` inclusive. A *spell* is a maximal run of
-    continuous service of a customer (a plan change, or a new subscription starting the day after
-    the previous one ends, continues the spell). A spell ending is **churn** in the month of its
-    last day served (voluntary or involuntary: non_payment is involuntary, cancelled voluntary,
-    otherwise the customer's churn_kind); a later spell starting is a **reactivation**; the first
-    spell starting is **new**.
+    Service: a subscription serves ``start_date..end_date`` inclusive. A *spell* is a run of
+    continuous service of a customer, followed through the schema's links: a plan change closes a
+    subscription (end_reason ``plan_change``) and opens the next (``previous_subscription_id``),
+    which continues the spell. A subscription ending for any other reason ends the spell:
+    **churn** in the month of its last day served (non_payment is involuntary, cancelled voluntary,
+    imported the customer's churn_kind). A subscription without a predecessor starts a spell:
+    **new** when it starts on or before the customer's signup_date or no earlier subscription of
+    theirs had ended, else a **reactivation**. (So a cancellation followed by a new, unlinked
+    subscription the next day is a churn and a reactivation; the billing engine links plan
+    changes, which are never churn.)
 
     - customers_end(M): customers in a spell that started in or before M and ends after M (still
       customers once M is over). customers_start(M) = customers_end(M-1).
     - customers_end = customers_start + new + reactivated + switched_in - churned - switched_out.
-    - active_customers(M): customers with any subscription overlapping M.
+    - active_customers(M): customers with any subscription overlapping M (customers_start plus
+      spells starting in M, a return in the month its previous spell ended counted once).
     - logo_churn_rate = churned_customers / customers_start (churned counts every spell ending in
       M, including one that started in M).
     - MRR(M) (mrr_cents): monthly recurring revenue at the end of M. For each subscription still

@@ -27,16 +27,104 @@ COVARIATES = {
     "contacts_last_month": "per care contact last month",
     "wait_minutes_last_month": "per minute of mean wait last month",
     "unresolved_last_month": "an unresolved contact last month",
+    "contacts_this_month": "per care contact earlier this month",
+    "wait_minutes_this_month": "per minute of mean wait of this month's contacts so far",
+    "unresolved_this_month": "an unresolved contact earlier this month",
     "billing_error_last_bill": "a billing error on the last bill",
     "discount_active": "a discount covering the month",
     "price_rise_last_bill": "a price rise on the last bill",
     "tenure_months": "per month of tenure",
 }
 ERROR_EVIDENCE = ("any_time", "before_interval")
+TIMINGS = ("last_month", "within_month")
+WAIT_TERMS = ("wait_minutes_last_month", "wait_minutes_this_month")
 CHURN_KINDS = ("voluntary", "involuntary", "any")
 
 
-def _panel_sql(f: q.Filters, sample: bool, error_evidence: str) -> str:
+_LAST_MONTH = f"""care as (
+    -- one row per customer and month after a month with contacts: what happened in those contacts
+    select k.customer_id, {q.mi("k.contacted_at")} + 1 as mi, count(*) as contacts,
+           coalesce(avg(k.wait_seconds), 0) / 60.0 as wait_minutes,
+           max(case when k.resolution <> 'resolved' then 1 else 0 end) as unresolved
+    from contacts k
+    join sampled p on p.customer_id = k.customer_id
+    where k.contacted_at >= $care_from and k.contacted_at < $care_to
+    group by k.customer_id, {q.mi("k.contacted_at")}
+),
+final as (
+    -- one row per customer-month at risk; time in months since the window start
+    select r.customer_id, r.mi, r.mi - $first_mi as start, r.mi - $first_mi + 1 as stop, r.event,
+           coalesce(k.contacts, 0) as contacts_last_month,
+           coalesce(k.wait_minutes, 0) as wait_minutes_last_month,
+           coalesce(k.unresolved, 0) as unresolved_last_month,
+           coalesce(e.billing_error, 0) as billing_error_last_bill,
+           coalesce(d.discount_active, 0) as discount_active,
+           coalesce(pr.price_rise, 0) as price_rise_last_bill,
+           r.tenure_months
+    from at_risk r
+    left join care k on k.customer_id = r.customer_id and k.mi = r.mi
+    left join errors e on e.customer_id = r.customer_id and e.mi = r.mi
+    left join discounts d on d.customer_id = r.customer_id and d.mi = r.mi
+    left join rises pr on pr.customer_id = r.customer_id and pr.mi = r.mi
+)"""
+
+_WITHIN_MONTH = f"""contact_days as (
+    -- one row per customer and day with contacts while at risk (on or before the churn day)
+    select k.customer_id, cast(k.contacted_at as date) as day, count(*) as n,
+           sum(k.wait_seconds) as wait_sum, count(k.wait_seconds) as wait_n,
+           max(case when k.resolution <> 'resolved' then 1 else 0 end) as unresolved
+    from contacts k
+    join lives l on l.customer_id = k.customer_id
+    where k.contacted_at >= $window_start and k.contacted_at < $window_end
+      and cast(k.contacted_at as date) >= l.signup_date
+      and (l.churn_date is null or cast(k.contacted_at as date) <= l.churn_date)
+    group by k.customer_id, cast(k.contacted_at as date)
+),
+contact_runs as (
+    -- the month's contacts so far at each contact day, and the month's next contact day
+    select d.customer_id, {q.mi("d.day")} as mi, date_diff('day', $window_start, d.day) as day_from,
+           date_diff('day', $window_start, lead(d.day) over (partition by d.customer_id, {q.mi("d.day")}
+                                                              order by d.day)) as next_from,
+           sum(d.n) over w as n, sum(d.wait_sum) over w as wait_sum, sum(d.wait_n) over w as wait_n,
+           max(d.unresolved) over w as unresolved
+    from contact_days d
+    window w as (partition by d.customer_id, {q.mi("d.day")} order by d.day
+                 rows between unbounded preceding and current row)
+),
+segments as (
+    -- each month at risk split at its contact days: before the first contact nothing has
+    -- happened yet this month; from a contact day on, the month's contacts so far
+    select r.customer_id, r.mi, r.day_from, coalesce(min(c.day_from), r.day_to) as day_to,
+           0 as contacts, 0.0 as wait_minutes, 0 as unresolved
+    from at_risk r
+    left join contact_runs c on c.customer_id = r.customer_id and c.mi = r.mi
+    group by r.customer_id, r.mi, r.day_from, r.day_to
+    union all
+    select c.customer_id, c.mi, c.day_from, coalesce(c.next_from, r.day_to), c.n,
+           coalesce(c.wait_sum / nullif(c.wait_n, 0), 0) / 60.0, c.unresolved
+    from contact_runs c
+    join at_risk r on r.customer_id = c.customer_id and r.mi = c.mi
+),
+final as (
+    -- one row per customer-month segment at risk; time in days since the window start
+    select s.customer_id, s.mi, s.day_from as start, s.day_to as stop,
+           case when s.day_to = r.day_to then r.event else 0 end as event,
+           s.contacts as contacts_this_month, s.wait_minutes as wait_minutes_this_month,
+           s.unresolved as unresolved_this_month,
+           coalesce(e.billing_error, 0) as billing_error_last_bill,
+           coalesce(d.discount_active, 0) as discount_active,
+           coalesce(pr.price_rise, 0) as price_rise_last_bill,
+           r.tenure_months
+    from segments s
+    join at_risk r on r.customer_id = s.customer_id and r.mi = s.mi
+    left join errors e on e.customer_id = s.customer_id and e.mi = s.mi
+    left join discounts d on d.customer_id = s.customer_id and d.mi = s.mi
+    left join rises pr on pr.customer_id = s.customer_id and pr.mi = s.mi
+    where s.day_to > s.day_from
+)"""
+
+
+def _panel_sql(f: q.Filters, sample: bool, error_evidence: str, timing: str) -> str:
     # hash() is DuckDB's; on another engine any well-mixed hash of (customer_id, seed) will do
     sample_sql = ("\n    order by hash(c.customer_id, $seed), c.customer_id\n    limit $n"
                   if sample else "")
@@ -65,32 +153,30 @@ first_churn as (
     group by s.customer_id
 ),
 lives as (
-    -- one row per customer: signup month, first churn (subscriptions, else churned_on) and its kind
-    select p.customer_id, {q.mi("p.signup_date")} as signup_mi,
-           {q.mi("case when fc.customer_id is not null then fc.churn_date when p.churned_on <= $as_of then p.churned_on end")}
-               as churn_mi,
+    -- one row per customer: signup, first churn (subscriptions, else churned_on) and its kind
+    select p.customer_id, p.signup_date, {q.mi("p.signup_date")} as signup_mi, x.churn_date,
+           {q.mi("x.churn_date")} as churn_mi,
            case when fc.churn_reason = 'non_payment' then 'involuntary'
                 when fc.churn_reason = 'cancelled' then 'voluntary'
                 else coalesce(p.churn_kind, 'voluntary') end as kind
     from sampled p
     left join first_churn fc on fc.customer_id = p.customer_id
+    cross join (select case when fc.customer_id is not null then fc.churn_date
+                            when p.churned_on <= $as_of then p.churned_on end as churn_date) x
 ),
 at_risk as (
-    -- one row per customer and month at risk: from signup (or the window start) to first churn
+    -- one row per customer and month at risk: from signup (or the window start) to first churn;
+    -- day_from / day_to: the days at risk in it (days since the window start, end exclusive)
     select l.customer_id, m.mi, m.mi - l.signup_mi as tenure_months,
-           case when l.churn_mi = m.mi and l.kind in ($kind_a, $kind_b) then 1 else 0 end as event
+           case when l.churn_mi = m.mi and l.kind in ($kind_a, $kind_b) then 1 else 0 end as event,
+           date_diff('day', $window_start, greatest(l.signup_date, m.month_start)) as day_from,
+           date_diff('day', $window_start, case when l.churn_mi = m.mi then l.churn_date + 1
+                                                else m.month_start + interval '1' month end) as day_to
     from lives l
-    join months m on m.mi >= l.signup_mi and (l.churn_mi is null or m.mi <= l.churn_mi)
-),
-care as (
-    -- one row per customer and month after a month with contacts: what happened in those contacts
-    select k.customer_id, {q.mi("k.contacted_at")} + 1 as mi, count(*) as contacts,
-           coalesce(avg(k.wait_seconds), 0) / 60.0 as wait_minutes,
-           max(case when k.resolution <> 'resolved' then 1 else 0 end) as unresolved
-    from contacts k
-    join sampled p on p.customer_id = k.customer_id
-    where k.contacted_at >= $care_from and k.contacted_at < $care_to
-    group by k.customer_id, {q.mi("k.contacted_at")}
+    join (select generate_series as mi,
+                 cast($window_start + to_months(cast(generate_series - $first_mi as integer)) as date) as month_start
+          from generate_series($first_mi, $last_mi)) m
+      on m.mi >= l.signup_mi and (l.churn_mi is null or m.mi <= l.churn_mi)
 ),
 bills as (
     -- one row per finalized invoice of the sample in or just before the window
@@ -134,29 +220,17 @@ discounts as (
       and g.granted_at < $as_of_next
     group by g.customer_id, m.mi
 ),
-final as (
-    select r.customer_id, r.mi, r.mi - $first_mi as start, r.mi - $first_mi + 1 as stop, r.event,
-           coalesce(k.contacts, 0) as contacts_last_month,
-           coalesce(k.wait_minutes, 0) as wait_minutes_last_month,
-           coalesce(k.unresolved, 0) as unresolved_last_month,
-           coalesce(e.billing_error, 0) as billing_error_last_bill,
-           coalesce(d.discount_active, 0) as discount_active,
-           coalesce(pr.price_rise, 0) as price_rise_last_bill,
-           r.tenure_months
-    from at_risk r
-    left join care k on k.customer_id = r.customer_id and k.mi = r.mi
-    left join errors e on e.customer_id = r.customer_id and e.mi = r.mi
-    left join discounts d on d.customer_id = r.customer_id and d.mi = r.mi
-    left join rises pr on pr.customer_id = r.customer_id and pr.mi = r.mi
-)
-select * from final order by customer_id, mi"""
+{_LAST_MONTH if timing == 'last_month' else _WITHIN_MONTH}
+select * from final order by customer_id, start"""
 
 
 def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_month: dt.date | None = None,
                    sample_customers: int | None = None, random_state: int = 0, churn_kind: str = "voluntary",
-                   error_evidence: str = "any_time", segment: str | None = None, region: str | None = None,
-                   plan: int | str | None = None, channel: str | None = None) -> pd.DataFrame:
-    """The long-format churn panel; one row per customer-month at risk.
+                   error_evidence: str = "any_time", timing: str = "last_month", segment: str | None = None,
+                   region: str | None = None, plan: int | str | None = None,
+                   channel: str | None = None) -> pd.DataFrame:
+    """The long-format churn panel; one row per customer-month at risk (``last_month``), or per
+    customer-month segment between contacts (``within_month``).
 
     Parameters
     ----------
@@ -173,6 +247,9 @@ def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_mont
         ``involuntary`` or ``any``.
     error_evidence : str
         ``any_time`` (default) or ``before_interval``; see Notes.
+    timing : str
+        ``last_month`` (default): care covariates from last month's contacts. ``within_month``:
+        from this month's contacts so far, each month split at its contact days; see Notes.
     segment, region, channel : str, optional
     plan : int or str, optional
         Customers by signup plan.
@@ -180,8 +257,10 @@ def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_mont
     Returns
     -------
     pandas.DataFrame
-        Columns customer_id, mi (month index), start, stop (months since the window start: the
-        interval (start, stop] is the calendar month), event, and the :data:`COVARIATES`.
+        Columns customer_id, mi (month index), start, stop, event and the covariates. With
+        ``last_month`` time is in months since the window start ((start, stop] is the calendar
+        month); with ``within_month`` in days since the window start (stop exclusive: the day
+        after the last day served) and the care covariates are the ``*_this_month`` ones.
 
     Notes
     -----
@@ -203,11 +282,21 @@ def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_mont
       nobody reported are missed). ``before_interval``: the strictly predictable variant: the bill
       for M-2 has such a credit note issued before M began (it misses errors noticed and acted on
       within one month).
+
+    ``within_month``: the months are cut at each day with contacts (and start at the signup day in
+    the signup month, end the day after the last day served in the churn month). Before the
+    month's first contact the care covariates are 0; from a contact day on they are that month's
+    contacts so far (count, mean wait, any unresolved). A contact counts for the rest of its day,
+    so it is in the past of a churn on the same day or later and never of an earlier one. Use it
+    when the effect of a contact is expected within the month it happens (e.g. the simulated world,
+    where this month's wait and resolution move this month's hazard and churn ends the month).
     """
     if churn_kind not in CHURN_KINDS:
         raise ValueError(f"churn_kind must be one of {', '.join(CHURN_KINDS)}")
     if error_evidence not in ERROR_EVIDENCE:
         raise ValueError(f"error_evidence must be one of {', '.join(ERROR_EVIDENCE)}")
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {', '.join(TIMINGS)}")
     last = last_complete_month(as_of)
     if first_month is None:
         first_signup = con.execute("select min(signup_date) from customers").fetchall()[0][0]
@@ -216,16 +305,18 @@ def practice_panel(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, first_mont
     f = q.Filters(segment=segment, region=region, plan=resolve_plan(con, plan), channel=channel)
     first_mi, last_mi = q.month_index(first), q.month_index(last)
     params = {"as_of": as_of, "as_of_next": as_of + dt.timedelta(days=1), "first_mi": first_mi,
-              "last_mi": last_mi, "last_date": last,
+              "last_mi": last_mi, "last_date": last, "window_start": first,
+              "window_end": q.month_from_index(last_mi + 1),
               "care_from": q.month_from_index(first_mi - 1), "care_to": q.month_from_index(last_mi),
               "bills_from": q.month_from_index(first_mi - 2),
               "kind_a": "voluntary" if churn_kind == "any" else churn_kind,
               "kind_b": "involuntary" if churn_kind == "any" else churn_kind,
               "seed": int(random_state), "n": int(sample_customers or 0), **f.params()}
-    out = q.run(con, _panel_sql(f, sample_customers is not None, error_evidence), params)
-    ints = ["customer_id", "mi", "start", "stop", "event", "contacts_last_month", "unresolved_last_month",
+    out = q.run(con, _panel_sql(f, sample_customers is not None, error_evidence, timing), params)
+    when = "last_month" if timing == "last_month" else "this_month"
+    ints = ["customer_id", "mi", "start", "stop", "event", f"contacts_{when}", f"unresolved_{when}",
             "billing_error_last_bill", "discount_active", "price_rise_last_bill", "tenure_months"]
-    return out.astype({c: "int64" for c in ints}).astype({"wait_minutes_last_month": "float64"})
+    return out.astype({c: "int64" for c in ints}).astype({f"wait_minutes_{when}": "float64"})
 
 
 class PracticeCoxFitter:
@@ -244,6 +335,8 @@ class PracticeCoxFitter:
         The event: ``voluntary`` (default), ``involuntary`` or ``any`` (see :func:`practice_panel`).
     error_evidence : str
         ``any_time`` or ``before_interval`` (see :func:`practice_panel`).
+    timing : str
+        ``last_month`` or ``within_month`` (see :func:`practice_panel`).
     alpha : float
         1 - confidence level of the intervals.
     check_ph : bool
@@ -268,13 +361,15 @@ class PracticeCoxFitter:
     sampled_ : bool
         Whether a sample of customers was used.
     contact_month_churn_ : float
-        Observed monthly churn (event rate) in customer-months after a month with contacts.
+        Observed monthly churn (event rate) of the customer-months with contacts (last month's with
+        ``last_month``, this month's with ``within_month``).
     mean_wait_minutes_ : float
-        Mean of wait_minutes_last_month over those customer-months.
+        Mean wait (minutes) of the rows with contacts.
     """
 
     def __init__(self, penalizer: float = 0.0, sample_customers: int | None = 50_000, random_state: int = 0,
-                 churn_kind: str = "voluntary", error_evidence: str = "any_time", alpha: float = 0.05,
+                 churn_kind: str = "voluntary", error_evidence: str = "any_time",
+                 timing: str = "last_month", alpha: float = 0.05,
                  check_ph: bool = True, ph_sample_customers: int | None = 20_000,
                  first_month: dt.date | None = None):
         self.penalizer = penalizer
@@ -282,6 +377,7 @@ class PracticeCoxFitter:
         self.random_state = random_state
         self.churn_kind = churn_kind
         self.error_evidence = error_evidence
+        self.timing = timing
         self.alpha = alpha
         self.check_ph = check_ph
         self.ph_sample_customers = ph_sample_customers
@@ -296,7 +392,7 @@ class PracticeCoxFitter:
         sample = self.sample_customers if self.sample_customers is not None and self.sample_customers < n_total else None
         panel = practice_panel(con, as_of, first_month=self.first_month, sample_customers=sample,
                                random_state=self.random_state, churn_kind=self.churn_kind,
-                               error_evidence=self.error_evidence, **filters)
+                               error_evidence=self.error_evidence, timing=self.timing, **filters)
         self.fit_panel(panel)
         self.sampled_ = sample is not None
         return self
@@ -324,10 +420,16 @@ class PracticeCoxFitter:
         self.n_rows_ = len(panel)
         self.n_events_ = int(panel["event"].sum())
         self.sampled_ = False
-        after_contact = panel[panel.get("contacts_last_month", pd.Series(0, index=panel.index)) > 0]
-        self.contact_month_churn_ = float(after_contact["event"].mean()) if len(after_contact) else float("nan")
-        self.mean_wait_minutes_ = (float(after_contact["wait_minutes_last_month"].mean())
-                                   if len(after_contact) and "wait_minutes_last_month" in panel else float("nan"))
+        contacts = next((c for c in ("contacts_last_month", "contacts_this_month") if c in panel), None)
+        wait = next((c for c in WAIT_TERMS if c in panel), None)
+        if contacts is None or wait is None or not (panel[contacts] > 0).any():
+            self.contact_month_churn_ = self.mean_wait_minutes_ = float("nan")
+        else:
+            had = panel[panel[contacts] > 0]
+            keys = ["customer_id", "mi"] if "mi" in panel else ["customer_id", "start"]
+            months = panel.merge(had[keys].drop_duplicates(), on=keys)
+            self.contact_month_churn_ = float(months.groupby(keys)["event"].max().mean())
+            self.mean_wait_minutes_ = float(had[wait].mean())
         return self
 
     def _fit(self, data: pd.DataFrame) -> CoxTimeVaryingFitter:
@@ -342,9 +444,11 @@ class PracticeCoxFitter:
         s = model.summary.loc[used]
         z = stats.norm.ppf(1 - self.alpha / 2)
         coef, se = s["coef"].to_numpy(), s["se(coef)"].to_numpy()
-        return pd.DataFrame({"term": used, "label": [COVARIATES[c] for c in used],
-                             "hazard_ratio": np.exp(coef), "lo": np.exp(coef - z * se), "hi": np.exp(coef + z * se),
-                             "coef": coef, "se": se, "z": s["z"].to_numpy(), "p": s["p"].to_numpy()})
+        with np.errstate(over="ignore"):       # an unstable term gets an unbounded (inf) interval
+            return pd.DataFrame({"term": used, "label": [COVARIATES[c] for c in used],
+                                 "hazard_ratio": np.exp(coef), "lo": np.exp(coef - z * se),
+                                 "hi": np.exp(coef + z * se), "coef": coef, "se": se,
+                                 "z": s["z"].to_numpy(), "p": s["p"].to_numpy()})
 
     def _ph_test(self, data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
         """Proportional hazards: refit with x * log(stop) for every covariate; a time-varying
@@ -381,18 +485,20 @@ class PracticeCoxFitter:
         Notes
         -----
         ``HR(w) = exp(b w)`` with band ``exp((b -/+ z se) w)`` for the wait coefficient b, all else
-        equal. Monthly churn after a month with contacts: ``1 - (1 - p) ^ (HR(w) / HR(w_bar))``,
-        where p is the observed churn rate of customer-months after a month with contacts and
-        w_bar their mean wait (the proportional-hazards link between monthly probabilities).
+        equal. Monthly churn of a customer-month with contacts: ``1 - (1 - p) ^ (HR(w) / HR(w_bar))``,
+        where p is the observed churn rate of such customer-months and w_bar their mean wait (the
+        proportional-hazards link between monthly probabilities).
         """
-        if "wait_minutes_last_month" not in set(self.summary_["term"]):
+        term = next((t for t in WAIT_TERMS if t in set(self.summary_["term"])), None)
+        if term is None:
             return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi", "monthly_churn",
                                          "churn_lo", "churn_hi"])
         w = np.arange(0, 31, dtype="float64") if minutes is None else np.asarray(minutes, dtype="float64")
-        row = self.summary_.set_index("term").loc["wait_minutes_last_month"]
+        row = self.summary_.set_index("term").loc[term]
         z = stats.norm.ppf(1 - self.alpha / 2)
         b, se = float(row["coef"]), float(row["se"])
-        hr, lo, hi = np.exp(b * w), np.exp((b - z * se) * w), np.exp((b + z * se) * w)
+        with np.errstate(over="ignore"):
+            hr, lo, hi = np.exp(b * w), np.exp((b - z * se) * w), np.exp((b + z * se) * w)
         p, w_bar = self.contact_month_churn_, self.mean_wait_minutes_
         # monthly churn keeps its observed value at the mean wait; the band moves b within its interval
         churn = 1 - (1 - p) ** np.exp(b * (w - w_bar))
@@ -402,20 +508,23 @@ class PracticeCoxFitter:
                              "churn_lo": np.minimum(c1, c2), "churn_hi": np.maximum(c1, c2)})
 
 
-def practice_hazard_ratios(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, sample_customers: int | None = 20_000,
-                           random_state: int = 0, min_events: int = 20, **filters) -> pd.DataFrame:
-    """Hazard ratios of care practices (the ``summary_`` of :class:`PracticeCoxFitter`).
-
-    Returns an empty frame when the data has fewer than ``min_events`` churn events or nothing to
-    fit (e.g. an import without contacts). Adds columns n_customers, n_events, sampled.
-    """
+def _page_fit(con, as_of, sample_customers, random_state, min_events, filters) -> PracticeCoxFitter | None:
     try:
         fitter = PracticeCoxFitter(sample_customers=sample_customers, random_state=random_state,
                                    check_ph=False).fit(con, as_of, **filters)
     except ValueError:
+        return None
+    return fitter if fitter.n_events_ >= min_events else None
+
+
+def practice_hazard_ratios(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, sample_customers: int | None = 20_000,
+                           random_state: int = 0, min_events: int = 20, **filters) -> pd.DataFrame:
+    """Hazard ratios of care practices: ``summary_`` of a default :class:`PracticeCoxFitter` plus
+    n_customers, n_events and sampled; empty with fewer than ``min_events`` churn events or nothing
+    to fit (e.g. an import without contacts). ``filters``: segment, region, plan, channel."""
+    fitter = _page_fit(con, as_of, sample_customers, random_state, min_events, filters)
+    if fitter is None:
         return pd.DataFrame(columns=["term", "label", "hazard_ratio", "lo", "hi", "coef", "se", "z", "p"])
-    if fitter.n_events_ < min_events:
-        return pd.DataFrame(columns=list(fitter.summary_.columns))
     return fitter.summary_.assign(n_customers=fitter.n_customers_, n_events=fitter.n_events_,
                                   sampled=fitter.sampled_)
 
@@ -423,13 +532,9 @@ def practice_hazard_ratios(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, sa
 def wait_time_curve(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, max_minutes: int = 30,
                     sample_customers: int | None = 20_000, random_state: int = 0, min_events: int = 20,
                     **filters) -> pd.DataFrame:
-    """The wait-time dose-response curve of :meth:`PracticeCoxFitter.wait_curve` (0 to
-    ``max_minutes``); empty when there is not enough data to fit."""
-    try:
-        fitter = PracticeCoxFitter(sample_customers=sample_customers, random_state=random_state,
-                                   check_ph=False).fit(con, as_of, **filters)
-    except ValueError:
-        return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi"])
-    if fitter.n_events_ < min_events:
+    """:meth:`PracticeCoxFitter.wait_curve` of a default fitter from 0 to ``max_minutes``; empty when
+    there is not enough data to fit."""
+    fitter = _page_fit(con, as_of, sample_customers, random_state, min_events, filters)
+    if fitter is None:
         return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi"])
     return fitter.wait_curve(np.arange(0, max_minutes + 1))

@@ -502,64 +502,6 @@ mrr_month as (
 )"""
 
 
-def billing_month_sql(f: Filters) -> str:
-    """One row per billed month: gross billed, discounts, credits and net billed, from invoices."""
-    join = ""
-    if f.has_customer_filter:
-        join = f"\n    join customers c on c.customer_id = i.customer_id{f.customer_sql('c')}"
-    plan = " and i.plan_id = $plan" if f.plan is not None else ""
-    return f"""with
-billed as (
-    -- one row per finalized invoice of the window issued by as_of
-    select {mi("i.period_start")} as mi, i.subtotal_cents, i.discount_cents, i.credit_cents
-    from invoices i{join}
-    where i.status = 'finalized' and i.issued_on <= $as_of
-      and i.period_start >= $first_date and i.period_start < $after_last{plan}
-),
-final as (
-    select mi, count(*) as invoices,
-           sum(subtotal_cents) as gross_billed_cents,
-           sum(discount_cents) as discount_cents,
-           sum(credit_cents) as credit_cents,
-           sum(subtotal_cents - discount_cents) as billed_revenue_cents
-    from billed
-    group by mi
-)
-select * from final order by mi"""
-
-
-def care_month_sql(f: Filters) -> str:
-    """One row per month with contacts: contacts, complaints, mean and 90th-percentile wait."""
-    join = ""
-    if f.has_customer_filter:
-        join = f"\n    join customers c on c.customer_id = k.customer_id{f.customer_sql('c')}"
-    plan = ""
-    if f.plan is not None:
-        plan = """
-      and exists (select 1 from subscriptions s
-                  where s.customer_id = k.customer_id and s.plan_id = $plan
-                    and s.start_date <= cast(k.contacted_at as date)
-                    and (s.end_date is null or s.end_date >= cast(k.contacted_at as date)))"""
-    reasons = ", ".join(f"'{r}'" for r in COMPLAINT_REASONS)
-    return f"""with
-picked_contacts as (
-    -- one row per contact in the window made by as_of
-    select {mi("k.contacted_at")} as mi, k.reason, k.wait_seconds
-    from contacts k{join}
-    where k.contacted_at >= $first_date and k.contacted_at < $after_last
-      and k.contacted_at < $as_of_next{plan}
-),
-final as (
-    select mi, count(*) as contacts,
-           sum(case when reason in ({reasons}) then 1 else 0 end) as complaints,
-           avg(wait_seconds) / 60.0 as mean_wait_minutes,
-           percentile_cont(0.9) within group (order by wait_seconds) / 60.0 as p90_wait_minutes
-    from picked_contacts
-    group by mi
-)
-select * from final order by mi"""
-
-
 def customer_mrr_sql(f: Filters) -> str:
     """One row per customer with MRR at the end of month ``$last_mi``: their MRR."""
     return f"""with {sub_ctes(f)},{price_ctes()},

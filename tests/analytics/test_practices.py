@@ -68,7 +68,7 @@ def test_panel_is_one_row_per_customer_month_at_risk(con):
     # C1 Jan-Jun, C2 Jan-Mar, C3 Feb-Jun, C4 Jan-Feb (first churn), C5 Jan-Jun, C6 Jun, C7 Mar
     assert panel.groupby("customer_id").size().to_dict() == {1: 6, 2: 3, 3: 5, 4: 2, 5: 6, 6: 1, 7: 1}
     assert (panel["stop"] == panel["start"] + 1).all() and panel["start"].min() == 0
-    assert set(COVARIATES) <= set(panel.columns)
+    assert {c for c in COVARIATES if not c.endswith("_this_month")} <= set(panel.columns)
 
 
 def test_panel_events_follow_the_churn_kind(con):
@@ -98,6 +98,21 @@ def test_strict_error_rule_uses_only_what_was_known_when_the_month_began(con):
     assert panel["billing_error_last_bill"].sum() == 0          # C2's error was recorded 3 Mar, she left 10 Mar
 
 
+def test_within_month_timing_splits_months_at_contact_days(con):
+    panel = practice_panel(con, AS_OF, timing="within_month")
+    c2 = panel[panel["customer_id"] == 2][["start", "stop", "event", "contacts_this_month",
+                                             "wait_minutes_this_month", "unresolved_this_month"]]
+    # days since 1 Jan: signup 15 Jan (14); contact 20 Feb (50); contact 3 Mar (62); last day 10 Mar (70)
+    assert [tuple(r) for r in c2.itertuples(index=False)] == [
+        (14, 31, 0, 0, 0.0, 0), (31, 50, 0, 0, 0.0, 0), (50, 60, 0, 1, 10.0, 1),
+        (60, 62, 0, 0, 0.0, 0), (62, 70, 1, 1, 2.0, 0)]
+    # segments tile each customer's time at risk with no gaps or overlaps
+    for _, grp in panel.groupby("customer_id"):
+        assert (grp["start"].to_numpy()[1:] == grp["stop"].to_numpy()[:-1]).all()
+    assert panel.groupby("customer_id")["event"].sum().to_dict() == {1: 0, 2: 1, 3: 0, 4: 0, 5: 0, 6: 0, 7: 1}
+    assert "contacts_last_month" not in panel.columns
+
+
 def test_panel_sample_is_deterministic_and_of_the_asked_size(con):
     a = practice_panel(con, AS_OF, sample_customers=3, random_state=1)
     b = practice_panel(con, AS_OF, sample_customers=3, random_state=1)
@@ -111,6 +126,8 @@ def test_panel_rejects_unknown_options(con):
         practice_panel(con, AS_OF, churn_kind="all")
     with pytest.raises(ValueError, match="error_evidence"):
         practice_panel(con, AS_OF, error_evidence="later")
+    with pytest.raises(ValueError, match="timing"):
+        practice_panel(con, AS_OF, timing="next_month")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +192,13 @@ def test_fit_from_the_database_reports_what_it_used(con):
     assert (fitter.n_customers_, fitter.n_rows_, fitter.n_events_, fitter.sampled_) == (7, 24, 2, False)
     sampled = PracticeCoxFitter(penalizer=0.5, sample_customers=6, random_state=0, check_ph=False).fit(con, AS_OF)
     assert sampled.sampled_ and sampled.n_customers_ == 6
+
+
+def test_within_month_fit_from_the_database(con):
+    fitter = PracticeCoxFitter(penalizer=0.5, timing="within_month", check_ph=False).fit(con, AS_OF)
+    assert "wait_minutes_this_month" in set(fitter.summary_["term"])
+    assert fitter.n_rows_ == 29 and fitter.n_events_ == 2
+    assert not fitter.wait_curve([0, 10]).empty
 
 
 def test_page_helpers_are_empty_without_enough_churn(con):
