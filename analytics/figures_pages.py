@@ -1,7 +1,10 @@
-"""Plotly figures of the dashboard pages, built from the plain results the pages receive.
+"""Plotly figures of the dashboard pages that :mod:`analytics.figures` does not draw.
 
-Pages only place figures; every figure is built here from a DataFrame or result object, so a test
-or notebook can build the same chart. Money arrives in integer cents and is shown in currency units.
+The retention charts (MRR, churn, cohorts, survival, hazard ratios, wait curve) come from
+:mod:`analytics.figures`; these are the pages' own: simple monthly trends, the agent desk's bills,
+peers and risk reasons, the ageing of receivables, the discount-effect forest plot, heatmaps and the
+strategy comparison. Pure functions from results to figures; money arrives in integer cents and is
+shown in currency units.
 """
 from __future__ import annotations
 
@@ -76,24 +79,6 @@ def trend_figure(trends: pd.DataFrame, columns: Iterable[str], title: str, *, un
     prefix = _symbol(currency) if unit == "cents" else ""
     fig.update_yaxes(tickprefix=prefix, ticksuffix=suffix, rangemode="tozero")
     return _layout(fig, title, barmode="group")
-
-
-def mrr_movements_figure(trends: pd.DataFrame, *, currency: str = "EUR") -> go.Figure:
-    """MRR movements by month: new, expansion and reactivation up; contraction and churn down."""
-    parts = (("mrr_new_cents", "new", 1, COLORS[2]), ("mrr_expansion_cents", "expansion", 1, COLORS[0]),
-             ("mrr_reactivation_cents", "reactivation", 1, COLORS[5]),
-             ("mrr_contraction_cents", "contraction", -1, COLORS[3]), ("mrr_churn_cents", "churn", -1, COLORS[1]))
-    fig = go.Figure()
-    for col, name, sign, color in parts:
-        if col in trends.columns:
-            fig.add_trace(go.Bar(x=trends["month"], y=sign * trends[col].astype("float64") / 100, name=name,
-                                 marker_color=color))
-    if {"mrr_new_cents", "mrr_churn_cents"} <= set(trends.columns):
-        net = sum(sign * trends[col].astype("float64") for col, _, sign, _ in parts if col in trends.columns) / 100
-        fig.add_trace(go.Scatter(x=trends["month"], y=net, name="net", mode="lines+markers",
-                                 line=dict(color="#24292f")))
-    fig.update_yaxes(tickprefix=_symbol(currency))
-    return _layout(fig, "MRR movements", barmode="relative")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,66 +216,3 @@ def strategy_figure(strategies: pd.DataFrame, *, currency: str = "EUR", budget_c
                            error_x=err))
     fig.update_xaxes(tickprefix=_symbol(currency), title="net value (retained revenue minus discount cost)")
     return _layout(fig, "Strategies compared", height=120 + 40 * len(df))
-
-
-# ------------------------------------------------------------------------------------------------
-# Churn explorer
-# ------------------------------------------------------------------------------------------------
-
-def survival_figure(curves: pd.DataFrame, *, title: str = "Share still a customer",
-                    time_title: str = "months since signup") -> go.Figure:
-    """Kaplan-Meier curves with confidence bands.
-
-    Parameters
-    ----------
-    curves : pandas.DataFrame
-        One row per group and time: ``group``, ``time``, ``survival``; optional ``lo``, ``hi``.
-    """
-    if curves.empty:
-        return empty_figure(title, "No customers in this selection")
-    fig = go.Figure()
-    for i, (group, grp) in enumerate(curves.groupby("group", sort=True)):
-        color = COLORS[i % len(COLORS)]
-        grp = grp.sort_values("time")
-        if {"lo", "hi"} <= set(grp.columns):
-            fig.add_trace(go.Scatter(x=np.concatenate([grp["time"], grp["time"][::-1]]),
-                                     y=np.concatenate([grp["hi"], grp["lo"][::-1]]) * 100,
-                                     fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0),
-                                     hoverinfo="skip", showlegend=False, line_shape="hv"))
-        fig.add_trace(go.Scatter(x=grp["time"], y=grp["survival"] * 100, name=str(group), mode="lines",
-                                 line=dict(color=color, shape="hv")))
-    fig.update_yaxes(ticksuffix="%", range=[0, 101])
-    fig.update_xaxes(title=time_title)
-    return _layout(fig, title, height=380)
-
-
-def hazard_ratio_figure(ratios: pd.DataFrame, *, title: str = "Hazard ratios of care practices") -> go.Figure:
-    """Forest plot of hazard ratios on a log scale (columns ``term``, ``hazard_ratio``, ``lo``, ``hi``)."""
-    if ratios.empty:
-        return empty_figure(title, "No model fitted")
-    df = ratios.iloc[::-1]
-    fig = go.Figure(go.Scatter(
-        x=df["hazard_ratio"], y=df["term"], mode="markers", marker=dict(size=10, color=COLORS[1]),
-        error_x=dict(type="data", symmetric=False, array=df["hi"] - df["hazard_ratio"],
-                     arrayminus=df["hazard_ratio"] - df["lo"], color=COLORS[1])))
-    fig.add_vline(x=1, line_dash="dash", line_color="#6e7781")
-    fig.update_xaxes(type="log", title="hazard ratio (1 = no effect)")
-    return _layout(fig, title, height=120 + 40 * len(df))
-
-
-def curve_figure(curve: pd.DataFrame, x: str, y: str, title: str, *, lo: str | None = None,
-                 hi: str | None = None, x_title: str = "", y_title: str = "") -> go.Figure:
-    """One curve with an optional band (e.g. churn hazard ratio by minutes waited)."""
-    if curve.empty:
-        return empty_figure(title, "No data")
-    fig = go.Figure()
-    if lo and hi and {lo, hi} <= set(curve.columns):
-        fig.add_trace(go.Scatter(x=np.concatenate([curve[x], curve[x][::-1]]),
-                                 y=np.concatenate([curve[hi], curve[lo][::-1]]), fill="toself",
-                                 fillcolor=COLORS[0], opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False))
-    fig.add_trace(go.Scatter(x=curve[x], y=curve[y], mode="lines+markers", line=dict(color=COLORS[0]),
-                             showlegend=False))
-    fig.update_xaxes(title=x_title)
-    fig.update_yaxes(title=y_title)
-    return _layout(fig, title)

@@ -282,7 +282,8 @@ def filter_options(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
     -------
     dict
         ``segment``, ``region``, ``channel``: sorted distinct values of the customers; ``plan``: list of
-        ``(plan_id, name)`` by rank.
+        ``(plan_id, name)`` by rank; ``attributes``: names of the imported customer attributes
+        (``customer_attributes``), e.g. a Telco file's contract type.
     """
     out: dict[str, list] = {}
     for col in ("segment", "region", "channel"):
@@ -291,4 +292,6 @@ def filter_options(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
             f"SELECT DISTINCT {col} FROM customers WHERE {col} IS NOT NULL ORDER BY 1").fetchall()]
     out["plan"] = [(int(r[0]), r[1]) for r in con.execute(
         "SELECT plan_id, name FROM plans ORDER BY rank, plan_id").fetchall()]
+    out["attributes"] = [r[0] for r in con.execute(
+        "SELECT DISTINCT name FROM customer_attributes ORDER BY 1").fetchall()]
     return out

@@ -6,13 +6,12 @@ Search -> verify identity (nothing about the account shows before) -> account ->
 """
 from __future__ import annotations
 
-import datetime as dt
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from analytics import figures_pages as fp
-from analytics.fairness import fairness_check
 from billing import audit
 from billing.account import customer_balance
 from billing.change_plan import change_plan, preview_plan_change
@@ -184,8 +183,9 @@ else:
                              exp.invoice.currency), "why": c.reason} for c in exp.changes])
     if not changes.empty:
         st.dataframe(changes, hide_index=True, width="stretch")
-    with st.expander("The invoice as the customer sees it"):
-        st.html(render_invoice_html(con, latest_id))
+    if st.toggle("Show the invoice as the customer sees it", key="desk_show_invoice"):
+        # in an iframe: the invoice's own print styles must not restyle the app
+        components.html(render_invoice_html(con, latest_id), height=800, scrolling=True)
 
 # 5. Is the customer treated fairly? --------------------------------------------------------------
 st.subheader("Fairness check")

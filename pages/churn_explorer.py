@@ -11,6 +11,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
+from analytics import figures as af
 from analytics import figures_pages as fp
 from pages import _ui
 
@@ -45,10 +46,13 @@ def _month(day: dt.date, shift: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
-tab_surv, tab_cohort, tab_mrr, tab_practice = st.tabs(["Survival", "Cohorts", "MRR movements", "Care practices"])
+# One view at a time: each is a separate analysis, computed only when it is looked at.
+VIEWS = ("Survival", "Cohorts", "MRR movements", "Care practices")
+view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="ce_view") or VIEWS[0]
 
-with tab_surv:
-    by = st.selectbox("Compare by", ["segment", "region", "plan", "channel", "autopay", "paperless"], key="ce_by")
+if view == "Survival":
+    by = st.selectbox("Compare by", ["segment", "region", "plan", "channel", "autopay", "paperless",
+                                     *options.get("attributes", [])], key="ce_by")
     survival = _ui.function("analytics.survival", "survival_by")
     if survival is None:
         _ui.not_available("Survival curves", "waiting for analytics.survival.survival_by")
@@ -57,7 +61,7 @@ with tab_surv:
         if res is None or res.curves.empty:
             _ui.empty("No customers in this selection: widen the filters.")
         else:
-            _ui.chart(fp.survival_figure(res.curves, title=f"Share still a customer, by {by}"), "ce_km")
+            _ui.chart(af.km_figure(res.curves, title=f"Share still a customer, by {by}", unit=res.unit), "ce_km")
             if res.logrank is not None:
                 st.markdown(f"Log-rank test across {by} groups: chi² = {res.logrank['statistic']:.1f}, "
                             f"p = {res.logrank['p_value']:.3g}"
@@ -65,7 +69,7 @@ with tab_surv:
                                else " — no clear difference."))
             _ui.table(res.curves, f"survival-by-{by}", "ce_dl_km", height=240)
 
-with tab_cohort:
+elif view == "Cohorts":
     cohorts = _ui.function("analytics.cohorts", "cohort_retention")
     if cohorts is None:
         _ui.not_available("The cohort heatmap", "waiting for analytics.cohorts.cohort_retention")
@@ -78,40 +82,39 @@ with tab_cohort:
             _ui.empty("No cohorts in this selection: widen the filters.")
         else:
             what = "still a customer" if value == "customer_retention" else "of its first month's MRR kept"
-            _ui.chart(fp.heatmap_figure(matrix, f"Share of each signup cohort {what}",
-                                        x_title="months since signup", y_title="signup month"), "ce_cohorts")
+            _ui.chart(af.cohort_heatmap_figure(matrix, value=value, title=f"Share of each signup cohort {what}"),
+                      "ce_cohorts")
             _ui.table(matrix.reset_index().rename(columns=str), "cohort-retention", "ce_dl_cohorts", height=240)
 
-with tab_mrr:
+elif view == "MRR movements":
     first = _month(as_of, -months)
     mrr = _ui.cached("analytics.metrics", "subscription_metrics", first, _month(as_of, -1), as_of=as_of, **filters)
     if mrr.empty or not mrr["customers_end"].any():
         _ui.empty("No customers in this selection: widen the filters.")
     else:
         mrr = mrr.assign(month=pd.to_datetime(mrr["month"]))
-        _ui.chart(fp.mrr_movements_figure(mrr), "ce_mrr")
+        _ui.chart(af.mrr_movements_figure(mrr), "ce_mrr")
+        _ui.chart(af.mrr_waterfall_figure(mrr), "ce_bridge")
         _ui.chart(fp.trend_figure(mrr, ["new_customers", "churned_customers"], "Customers won and lost",
                                   names={"new_customers": "new", "churned_customers": "churned"}, kind="bar"),
                   "ce_flows")
         _ui.table(mrr, "mrr-movements", "ce_dl_mrr", height=240)
 
-with tab_practice:
+else:
     ratios_fn = _ui.function("analytics.practices", "practice_hazard_ratios")
     wait_fn = _ui.function("analytics.practices", "wait_time_curve")
     if ratios_fn is None:
         _ui.not_available("Hazard ratios of care practices", "waiting for analytics.practices.practice_hazard_ratios")
     else:
-        ratios = _ui.cached("analytics.practices", "practice_hazard_ratios", as_of=as_of)
+        ratios = _ui.cached("analytics.practices", "practice_hazard_ratios", as_of=as_of, **filters)
         if ratios is None or ratios.empty:
             _ui.empty("Not enough contacts to fit the practice model: it needs care contacts with waiting "
                       "times (import contacts, or use a simulated world).")
         else:
-            _ui.chart(fp.hazard_ratio_figure(ratios), "ce_hr")
+            _ui.chart(af.hazard_forest_figure(ratios), "ce_hr")
             _ui.table(ratios, "practice-hazard-ratios", "ce_dl_hr")
     if wait_fn is not None:
-        curve = _ui.cached("analytics.practices", "wait_time_curve", as_of=as_of)
+        curve = _ui.cached("analytics.practices", "wait_time_curve", as_of=as_of, **filters)
         if curve is not None and not curve.empty:
-            _ui.chart(fp.curve_figure(curve, "wait_minutes", "hazard_ratio", "Churn hazard by minutes waited",
-                                      lo="lo", hi="hi", x_title="minutes waited",
-                                      y_title="hazard ratio vs no wait"), "ce_wait")
+            _ui.chart(af.wait_curve_figure(curve), "ce_wait")
             _ui.table(curve, "wait-time-curve", "ce_dl_wait")

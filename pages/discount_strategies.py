@@ -13,12 +13,12 @@ _ui.require("discount_strategies")
 as_of = _ui.today()
 _ui.header("Discount strategies", "Naive comparison, adjusted estimate and randomized holdout side by side")
 
-load = _ui.function("analytics.discounts", "load_latest")
+load = _ui.function("analytics.strategies", "load_latest")
 if load is None:
-    _ui.not_available("The discount analysis", "waiting for analytics.discounts.load_latest; then run "
+    _ui.not_available("The discount analysis", "waiting for analytics.strategies.load_latest; then run "
                                               "`python cli.py effects` to estimate and store it")
     st.stop()
-run = _ui.cached("analytics.discounts", "load_latest")
+run = _ui.cached("analytics.strategies", "load_latest")
 if run is None:
     _ui.empty("No discount analysis stored yet: run `python cli.py effects` (it estimates every offer's effect "
               "and compares strategies, then this page shows the results).")

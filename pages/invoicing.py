@@ -9,7 +9,6 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from analytics import figures_pages as fp
-from billing.account import overdue_ageing, overdue_customers
 from billing.explain_invoice import explain_invoice
 from billing.find_customers import find_customers
 from billing.issue_credit_note import REASONS as CREDIT_REASONS
@@ -29,8 +28,9 @@ as_of = _ui.today()
 ss = st.session_state
 
 _ui.header("Invoicing", f"Business date {as_of:%Y-%m-%d}")
-tab_run, tab_find, tab_money, tab_credit = st.tabs(["Billing run", "Invoices", "Payments and overdue",
-                                                     "Credit notes"])
+# One task at a time: only the chosen one queries the database.
+TASKS = ("Billing run", "Invoices", "Payments and overdue", "Credit notes")
+task = st.segmented_control("Task", TASKS, default=TASKS[0], key="inv_task") or TASKS[0]
 
 
 def _month(day: dt.date, shift: int) -> dt.date:
@@ -39,7 +39,7 @@ def _month(day: dt.date, shift: int) -> dt.date:
 
 
 # Billing run --------------------------------------------------------------------------------------
-with tab_run:
+if task == "Billing run":
     recent = _ui.cached("analytics.metrics", "billing_metrics", _month(as_of, -3), _month(as_of, 0), as_of=as_of)
     billed = [pd.Timestamp(m).date() for m, n in zip(recent["month"], recent["invoices"]) if n > 0]
     suggested = _month(max(billed), 1) if billed else _month(as_of, -1)
@@ -76,7 +76,7 @@ with tab_run:
         c[4].metric("Total", format_cents(last["total_cents"]))
 
 # Invoices -----------------------------------------------------------------------------------------
-with tab_find:
+elif task == "Invoices":
     with st.form("invoice_find"):
         number = st.text_input("Invoice number (INV-00000042 or 42)", key="invoice_number")
         show = st.form_submit_button("Show", icon=":material/search:")
@@ -117,7 +117,7 @@ with tab_find:
                                icon=":material/print:")
 
 # Payments and overdue -----------------------------------------------------------------------------
-with tab_money:
+elif task == "Payments and overdue":
     ageing = _ui.cached("billing.account", "overdue_ageing", as_of=as_of)
     _ui.chart(fp.ageing_figure(ageing), "ageing")
     _ui.table(ageing, f"overdue-ageing-{as_of:%Y-%m-%d}", "dl_ageing")
@@ -156,7 +156,7 @@ with tab_money:
                     _ui.data_changed()
 
 # Credit notes -------------------------------------------------------------------------------------
-with tab_credit:
+else:
     st.markdown("A credit note corrects an invoice without editing it; it never exceeds what is left to credit.")
     with st.form("credit_note"):
         c1, c2, c3 = st.columns(3)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analytics import figures as af
 from analytics import figures_pages as fp
 from pages import _ui
 
@@ -35,13 +36,10 @@ if notes:
 t = ov.trends
 left, right = st.columns(2)
 with left:
-    _ui.chart(fp.trend_figure(t, ["mrr_cents"], "Monthly recurring revenue", unit="cents",
-                              names={"mrr_cents": "MRR"}, currency=ov.currency), "trend_mrr")
+    _ui.chart(af.mrr_trend_figure(t), "trend_mrr")
     _ui.chart(fp.trend_figure(t, ["contacts", "complaints"], "Care contacts", kind="bar"), "trend_contacts")
 with right:
-    _ui.chart(fp.trend_figure(t, ["logo_churn_rate", "revenue_churn_rate"], "Churn", unit="rate",
-                              names={"logo_churn_rate": "customers", "revenue_churn_rate": "revenue"}),
-              "trend_churn")
+    _ui.chart(af.churn_trend_figure(t), "trend_churn")
     _ui.chart(fp.trend_figure(t, ["discount_spend_cents"], "Discount spend (discounts and credits)",
                               unit="cents", names={"discount_spend_cents": "discount spend"},
                               currency=ov.currency, kind="bar"), "trend_discounts")

@@ -123,4 +123,10 @@ def test_filter_options(world):
     from analytics.overview import filter_options
     opts = filter_options(world)
     assert opts["segment"] == ["consumer"] and opts["region"] == ["north"] and opts["channel"] == ["web"]
-    assert opts["plan"] == [(1, "Basic"), (2, "Plus")]
+    assert opts["plan"] == [(1, "Basic"), (2, "Plus")] and opts["attributes"] == []
+    world.execute("INSERT INTO customer_attributes VALUES (1, 'contract', 'One year'), (2, 'contract', 'Two year'), "
+                  "(1, 'internet', 'DSL')")
+    try:
+        assert filter_options(world)["attributes"] == ["contract", "internet"]
+    finally:
+        world.execute("DELETE FROM customer_attributes")

@@ -10,7 +10,7 @@ import pytest
 from data.db import connect
 from data.money import format_invoice_number
 from pages._ui import PAGES
-from tests.pages.worlds import (chart_titles, charts, open_page, stand_in_missing_contracts, submit, texts,
+from tests.pages.worlds import (chart_titles, charts, choose, open_page, stand_in_missing_contracts, submit, texts,
                                 values)
 
 DESK = PAGES["agent_desk"].path
@@ -173,6 +173,7 @@ def test_the_whole_agent_flow(desk, app):
     assert any("billed" in s.value for s in admin.success)
     invoice = _query(db, "SELECT invoice_id FROM invoices WHERE customer_id = ? AND period_start = ?",
                      [caller["customer_id"], first_period])[0][0]
+    choose(admin, "inv_task", "Invoices")
     admin.text_input(key="invoice_number").input(format_invoice_number(invoice))
     submit(admin, "invoice_find", "Show")
     lines = admin.dataframe[0].value

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pages._ui import PAGES
-from tests.pages.worlds import chart_titles, charts, downloads, open_page, texts, values
+from tests.pages.worlds import chart_titles, charts, choose, downloads, open_page, texts, values
 
 EXPLORER = PAGES["churn_explorer"].path
 STRATEGIES = PAGES["discount_strategies"].path
@@ -24,20 +24,27 @@ def _exists(module: str, name: str) -> bool:
 def test_the_explorer_for_each_role(world, app, role):
     at = app(world, role)
     open_page(at, EXPLORER)
+    assert at.segmented_control(key="ce_view").value == "Survival"
+    for view, module, name, what, title in (
+            ("Survival", "analytics.survival", "survival_by", "Survival curves", "Share still a customer"),
+            ("Cohorts", "analytics.cohorts", "cohort_retention", "The cohort heatmap", "signup cohort"),
+            ("Care practices", "analytics.practices", "practice_hazard_ratios", "Hazard ratios", "hazard ratios")):
+        choose(at, "ce_view", view)
+        if not _exists(module, name):
+            assert what in texts(at) and "not available yet" in texts(at)
+        else:
+            assert any(title in t for t in chart_titles(at)) or "Not enough" in texts(at), chart_titles(at)
+            assert downloads(at) or "Not enough" in texts(at)
+    choose(at, "ce_view", "MRR movements")
     titles = chart_titles(at)
     assert "MRR movements" in titles and "Customers won and lost" in titles
     assert len(downloads(at)) >= 1
-    page = texts(at)
-    for module, name, what in (("analytics.survival", "survival_by", "Survival curves"),
-                               ("analytics.cohorts", "cohort_retention", "The cohort heatmap"),
-                               ("analytics.practices", "practice_hazard_ratios", "Hazard ratios")):
-        if not _exists(module, name):
-            assert f"{what}" in page and "not available yet" in page
 
 
 def test_filters_narrow_the_mrr_movements(world, app):
     at = app(world, "analyst")
     open_page(at, EXPLORER)
+    choose(at, "ce_view", "MRR movements")
     before = next(c for c in charts(at) if c["layout"]["title"]["text"] == "MRR movements")
     new_all = sum(values(before["data"][0]["y"]))
     segment = at.selectbox(key="ce_segment").options[1]
@@ -53,6 +60,7 @@ def test_filters_narrow_the_mrr_movements(world, app):
 def test_the_cohort_heatmap(world, app):
     at = app(world, "leader")
     open_page(at, EXPLORER)
+    choose(at, "ce_view", "Cohorts")
     heat = next(c for c in charts(at) if c["data"] and c["data"][0]["type"] == "heatmap")
     assert "signup cohort" in heat["layout"]["title"]["text"]
     at.radio(key="ce_cohort_value").set_value("revenue_retention").run()
@@ -62,14 +70,14 @@ def test_the_cohort_heatmap(world, app):
 def test_discount_strategies_says_what_to_run(world, app):
     at = app(world, "leader")
     open_page(at, STRATEGIES)
-    if not _exists("analytics.discounts", "load_latest"):
+    if not _exists("analytics.strategies", "load_latest"):
         assert "python cli.py effects" in texts(at)
     else:
         assert charts(at) or "No discount analysis stored yet" in texts(at)
 
 
 def test_discount_strategies_draws_a_stored_run(world, app, monkeypatch):
-    """The page against the stored-run contract (a stand-in run while analytics.discounts is missing)."""
+    """The page against the stored-run contract (a stand-in run while analytics.strategies is missing)."""
     import datetime as dt
     import types
     run = types.SimpleNamespace(
@@ -85,12 +93,12 @@ def test_discount_strategies_draws_a_stored_run(world, app, monkeypatch):
                                  "hi_cents": [150000, 0, 350000], "cost_cents": [400000, 0, 300000]}),
         by_segment=pd.DataFrame({"10% off": [0.02, 0.05], "Plan move": [0.07, 0.03]},
                                 index=pd.Index(["consumer", "small_business"], name="segment")))
-    module = types.ModuleType("analytics.discounts")
+    module = types.ModuleType("analytics.strategies")
     module.load_latest = lambda con: run
-    if not _exists("analytics.discounts", "load_latest"):
-        monkeypatch.setitem(__import__("sys").modules, "analytics.discounts", module)
+    if not _exists("analytics.strategies", "load_latest"):
+        monkeypatch.setitem(__import__("sys").modules, "analytics.strategies", module)
     else:
-        pytest.skip("the real analytics.discounts is there; the page is tested against it above")
+        pytest.skip("the real analytics.strategies is there; the page is tested against it above")
     at = app(world, "leader")
     open_page(at, STRATEGIES)
     forest = next(c for c in charts(at) if "Effect of each offer" in c["layout"]["title"]["text"])

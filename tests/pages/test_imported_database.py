@@ -6,7 +6,7 @@ import pytest
 
 from data.db import connect
 from pages._ui import PAGES, ROLE_PAGES
-from tests.pages.worlds import open_page, submit, texts
+from tests.pages.worlds import charts, open_page, submit, texts
 
 CASES = [(role, key) for role, keys in sorted(ROLE_PAGES.items()) for key in keys]
 
@@ -43,3 +43,16 @@ def test_billing_an_imported_file_without_prices_is_refused_in_one_line(imported
     submit(at, "billing_run", "Run billing")
     page = texts(at)
     assert ("refused" in page and "no price" in page) or "nothing to bill" in page
+
+
+def test_survival_by_an_imported_attribute(imported, app):
+    at = app(imported, "analyst")
+    open_page(at, PAGES["churn_explorer"].path)
+    options = at.selectbox(key="ce_by").options
+    if "contract" not in options:
+        pytest.skip("the Telco file is not in ../shared/data/real; the fallback import has no attributes")
+    at.selectbox(key="ce_by").set_value("contract").run()
+    km = next(c for c in charts(at) if "by contract" in c["layout"]["title"]["text"])
+    groups = {d["name"] for d in km["data"] if d.get("showlegend", True) is not False}
+    assert {"Month-to-month", "One year", "Two year"} <= groups
+    assert "Log-rank test across contract groups" in texts(at)

@@ -31,7 +31,7 @@ def test_every_role_sees_the_kpis_and_trends(world, app, role):
         assert shown[k.label][0] == k.format()
         assert (shown[k.label][1] or None) == k.change_text
     assert f"{ov.month:%B %Y} against {ov.previous_month:%B %Y}" in texts(at)
-    assert chart_titles(at) == ["Monthly recurring revenue", "Care contacts", "Churn",
+    assert chart_titles(at) == ["MRR and ARPU", "Care contacts", "Churn rates",
                                 "Discount spend (discounts and credits)"]
     assert downloads(at)
 

@@ -252,3 +252,10 @@ def values(data) -> list:
             arr = arr.reshape([int(s) for s in str(data["shape"]).split(",")])
         return arr.tolist()
     return list(data)
+
+
+def choose(at: AppTest, key: str, value: str) -> AppTest:
+    """Pick one option of a segmented control (a page's view or task) and rerun."""
+    at.segmented_control(key=key).set_value(value).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
