@@ -240,8 +240,8 @@ def monthly_metrics(con: duckdb.DuckDBPyConnection, first_month: dt.date, last_m
     which continues the spell. A subscription ending for any other reason ends the spell:
     **churn** in the month of its last day served (non_payment is involuntary, cancelled voluntary,
     imported the customer's churn_kind). A subscription without a predecessor starts a spell:
-    **new** when it starts on or before the customer's signup_date or no earlier subscription of
-    theirs had ended, else a **reactivation**. (So a cancellation followed by a new, unlinked
+    **new** when it starts on or before the customer's signup_date or no earlier spell of theirs
+    had ended, else a **reactivation**. (So a cancellation followed by a new, unlinked
     subscription the next day is a churn and a reactivation; the billing engine links plan
     changes, which are never churn.)
 

@@ -191,13 +191,13 @@ subs as materialized (
 ),
 {unit},
 reacts as (
-    -- one row per subscription that may start a later spell: new (1) when no earlier subscription
-    -- of the customer had ended, else reactivated (2), with the end of the unit's previous run
+    -- one row per subscription that may start a later spell: new (1) when no earlier spell of the
+    -- customer had ended (churn), else reactivated (2), with the end of the unit's previous run
     select r.subscription_id, case when max(e.end_date) is null then 1 else 2 end as kind,
            {prev_unit_end} as prev_end
     from (select subscription_id, customer_id, start_date from unit_subs
           where start_kind = {MAYBE_REACTIVATED}) r
-    left join (select customer_id, plan_id, end_date from subs where end_date is not null) e
+    left join (select customer_id, plan_id, end_date from subs where churn_code is not null) e
            on e.customer_id = r.customer_id and e.end_date < r.start_date
     group by r.subscription_id
 ),

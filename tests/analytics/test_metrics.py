@@ -229,3 +229,78 @@ def test_window_inside_the_history_opens_with_the_right_balances(con):
     assert col(df, "customers_start") == [3, 3, 4]
     assert col(df, "mrr_start_cents") == [4500, 3900, 5600]
     assert col(df, "mrr_expansion_cents") == [200, 500, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge cases on a second small world (basic 1000, 1200 from April; plus 2000):
+#   E1 signs up 1 Mar on basic and moves to plus on 15 Mar (a plan change in the first month)
+#   E2 basic from 1 Jan, moves to plus from 1 Apr (the old plan ends on the last day of March)
+#   E3 plus from 1 Jan; a free month and a 25 % discount both cover March, the 25 % also April
+#   E4 basic from 1 Jan; 50 % off in April, the month basic rises from 1000 to 1200
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def edges():
+    from tests.analytics.fixtures import customer, insert, sub
+    c = connect(":memory:")
+    insert(c, "plans", [dict(plan_id=1, code="basic", name="Basic", rank=1),
+                        dict(plan_id=2, code="plus", name="Plus", rank=2)])
+    insert(c, "plan_prices", [
+        dict(plan_id=1, effective_from=D(2023, 1, 1), monthly_price_cents=1000, usage_allowance_units=0,
+             overage_price_cents=0),
+        dict(plan_id=1, effective_from=D(2024, 4, 1), monthly_price_cents=1200, usage_allowance_units=0,
+             overage_price_cents=0),
+        dict(plan_id=2, effective_from=D(2023, 1, 1), monthly_price_cents=2000, usage_allowance_units=0,
+             overage_price_cents=0)])
+    insert(c, "customers", [customer(11, "consumer", "north", "web", D(2024, 3, 1)),
+                            customer(12, "consumer", "north", "web", D(2024, 1, 1)),
+                            customer(13, "consumer", "north", "web", D(2024, 1, 1)),
+                            customer(14, "consumer", "north", "web", D(2024, 1, 1))])
+    insert(c, "subscriptions", [sub(201, 11, 1, D(2024, 3, 1), D(2024, 3, 14), "plan_change"),
+                                sub(202, 11, 2, D(2024, 3, 15), prev=201),
+                                sub(203, 12, 1, D(2024, 1, 1), D(2024, 3, 31), "plan_change"),
+                                sub(204, 12, 2, D(2024, 4, 1), prev=203),
+                                sub(205, 13, 2, D(2024, 1, 1)),
+                                sub(206, 14, 1, D(2024, 1, 1))])
+    grant = dict(offer_id=1, granted_by=None, assignment="agent")
+    insert(c, "offer_grants", [
+        dict(grant, grant_id=1, customer_id=13, granted_at=dt.datetime(2024, 2, 10), kind="free_months",
+             percent_off=None, cycles=1, first_period=D(2024, 3, 1)),
+        dict(grant, grant_id=2, customer_id=13, granted_at=dt.datetime(2024, 2, 11), kind="percent_off",
+             percent_off=25, cycles=2, first_period=D(2024, 3, 1)),
+        dict(grant, grant_id=3, customer_id=14, granted_at=dt.datetime(2024, 3, 20), kind="percent_off",
+             percent_off=50, cycles=1, first_period=D(2024, 4, 1))])
+    yield c
+    c.close()
+
+
+def test_edge_cases_by_hand(edges):
+    df = metrics.subscription_metrics(edges, FIRST, LAST)
+    assert col(df, "mrr_cents") == [4000, 4000, 4000, 6100, 7200, 7200]
+    assert col(df, "customers_end") == [3, 3, 4, 4, 4, 4]
+    assert col(df, "new_customers") == [3, 0, 1, 0, 0, 0]
+    # E1 is new in March at the plus price it ends the month on, not new at 0 plus an expansion
+    assert col(df, "mrr_new_cents") == [4000, 0, 2000, 0, 0, 0]
+    # April: E2 +1000 (plus from April), E3 +1500 (free month over); E4 -400 net (1000 -> 600)
+    # May: E3 +500 (discount over), E4 +600
+    assert col(df, "mrr_expansion_cents") == [0, 0, 0, 2500, 1100, 0]
+    # March: E3's free month and 25 % together take the whole price, no more
+    assert col(df, "mrr_contraction_cents") == [0, 0, 2000, 400, 0, 0]
+    assert col(df, "mrr_churn_cents") == [0] * 6 and col(df, "churned_customers") == [0] * 6
+
+
+def test_edge_cases_per_customer(edges):
+    mar = metrics.customer_mrr(edges, D(2024, 3, 1)).set_index("customer_id")["mrr_cents"].to_dict()
+    assert mar == {11: 2000, 12: 1000, 13: 0, 14: 1000}       # a customer on a free month has 0 MRR
+    apr = metrics.customer_mrr(edges, D(2024, 4, 1)).set_index("customer_id")["mrr_cents"].to_dict()
+    assert apr == {11: 2000, 12: 2000, 13: 1500, 14: 600}
+
+
+def test_edge_cases_under_a_plan_filter(edges):
+    df = metrics.subscription_metrics(edges, FIRST, LAST, plan="plus")
+    assert col(df, "mrr_cents") == [2000, 2000, 2000, 5500, 6000, 6000]
+    assert col(df, "switched_in") == [0, 0, 1, 1, 0, 0]       # E1 and E2 moved onto plus
+    assert col(df, "customers_end") == [1, 1, 2, 3, 3, 3]
+    mrr = (df.mrr_start_cents + df.mrr_new_cents + df.mrr_reactivation_cents + df.mrr_expansion_cents
+           - df.mrr_contraction_cents - df.mrr_churn_cents)
+    assert (mrr == df.mrr_cents).all()
