@@ -11,11 +11,9 @@ low-cardinality count by plan, first month, stop month and kinds; only the minor
 per-customer look (discounted subscriptions, plan changes, late starts that may be reactivations)
 is handled row by row. No query sorts or groups the full history by customer.
 
-Spells (maximal runs of service) follow the schema's links: a subscription with no
-``previous_subscription_id`` starts a spell (the customer's first, or a reactivation when an earlier
-subscription of theirs had ended); one ending with ``end_reason`` other than ``plan_change`` ends it
-(churn). A plan change closes one subscription and opens the next, linked by
-``previous_subscription_id``.
+Spells (runs of service) follow the schema's links: a subscription with no
+``previous_subscription_id`` starts one (a reactivation when an earlier spell had churned); one
+ending with ``end_reason`` other than ``plan_change`` ends one (churn).
 
 Named CTEs and their grain:
 
@@ -116,9 +114,8 @@ def window_params(first_month: dt.date, last_month: dt.date, as_of: dt.date) -> 
             "first_date": month_from_index(first_mi), "after_last": month_from_index(last_mi + 1)}
 
 
-# Kind codes (integers are much cheaper than strings at a million rows).
-START_KINDS = {1: "new", 2: "reactivated", 3: "switched_in"}
-END_KINDS = {1: "churned_voluntary", 2: "churned_involuntary", 3: "switched_out"}
+# Kind codes (integers are much cheaper than strings at a million rows): start 1 new, 2 reactivated,
+# 3 switched_in; end 1 churned voluntary, 2 churned involuntary, 3 switched_out.
 MAYBE_REACTIVATED = 9   # no predecessor and starts after signup: checked in ``reacts``
 
 
@@ -460,23 +457,19 @@ select * from final order by mi"""
 
 
 def mrr_ctes(by_cohort: bool = False) -> str:
-    """CTEs ``plan_deltas``, ``plan_counts`` and ``mrr_month`` (MRR per month, or per cohort and
-    month with ``by_cohort``). Needs ``groups``, ``prices``, ``disc`` and ``calendar``."""
+    """CTEs ``plan_deltas``, ``plan_counts`` and ``mrr_month``: MRR at the end of each month (of each
+    cohort with ``by_cohort``). Needs ``groups``, ``prices``, ``disc`` and ``calendar``."""
     ck = "cohort_mi, " if by_cohort else ""
     floor = "cohort_mi" if by_cohort else "$cal_start"
-    part = "partition by gr.cohort_mi, gr.plan_id" if by_cohort else "partition by gr.plan_id"
-    if by_cohort:
-        grid = """(select distinct c.cohort_mi, pr.plan_id, pr.mi, pr.price
-          from prices pr cross join (select distinct cohort_mi from groups) c
-          where pr.mi >= c.cohort_mi)"""
-        month_keys, disc_keys = "cohort_mi, mi", "cohort_mi, mi"
-    else:
-        grid = "(select plan_id, mi, price from prices)"
-        month_keys, disc_keys = "mi", "mi"
-    join_keys = " and ".join(f"x.{k.strip()} = y.{k.strip()}" for k in month_keys.split(","))
+    keys = ["cohort_mi", "mi"] if by_cohort else ["mi"]
+    grid = ("""(select c.cohort_mi, pr.plan_id, pr.mi, pr.price from prices pr
+          join (select distinct cohort_mi from groups) c on pr.mi >= c.cohort_mi)""" if by_cohort
+            else "(select plan_id, mi, price from prices)")
+    on_plan = " and ".join(f"d.{k} = gr.{k}" for k in [*keys, "plan_id"])
+    on_month = " and ".join(f"x.{k} = y.{k}" for k in keys)
     return f"""plan_deltas as (
-    -- +n in the first counted month, -n in the month after the last (starts before the calendar
-    -- count from its first month)
+    -- +n in the first counted month, -n in the month after the last (earlier starts count from
+    -- the first month of the grid)
     select {ck}plan_id, mi, sum(d) as d from (
         select {ck}plan_id, case when start_mi < {floor} then {floor} else start_mi end as mi, n as d
         from groups where (stop_mi is null or stop_mi > start_mi) and start_mi <= $last_mi
@@ -487,18 +480,16 @@ def mrr_ctes(by_cohort: bool = False) -> str:
 ),
 plan_counts as (
     -- one row per {ck}plan and calendar month: subscriptions counted in that month's MRR
-    select gr.*,
-           sum(coalesce(d.net, 0)) over ({part} order by gr.mi
-                                         rows between unbounded preceding and current row) as n
+    select gr.*, sum(coalesce(d.d, 0)) over (partition by {", ".join(f"gr.{k}" for k in keys[:-1] + ["plan_id"])}
+                                            order by gr.mi rows between unbounded preceding and current row) as n
     from {grid} gr
-    left join (select {ck}plan_id, mi, sum(d) as net from plan_deltas group by {ck}plan_id, mi) d
-           on {" and ".join(f"d.{k.strip()} = gr.{k.strip()}" for k in (ck + "plan_id, mi").split(","))}
+    left join plan_deltas d on {on_plan}
 ),
 mrr_month as (
-    -- one row per {month_keys.replace("mi", "month").replace("cohort_month", "cohort")}: MRR at the end of the month
-    select x.{month_keys.replace(", ", ", x.")}, x.gross - coalesce(y.disc, 0) as mrr_cents
-    from (select {month_keys}, sum(price * n) as gross from plan_counts group by {month_keys}) x
-    left join (select {disc_keys}, sum(disc) as disc from disc group by {disc_keys}) y on {join_keys}
+    -- one row per {ck}month: MRR at the end of the month (list prices less discounts)
+    select x.*, x.gross - coalesce(y.disc, 0) as mrr_cents
+    from (select {", ".join(keys)}, sum(price * n) as gross from plan_counts group by {", ".join(keys)}) x
+    left join (select {", ".join(keys)}, sum(disc) as disc from disc group by {", ".join(keys)}) y on {on_month}
 )"""
 
 
