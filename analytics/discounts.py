@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from billing.eligibility import offer_eligibility
+from data.eligibility import offer_eligibility
 from data.db import has_table
 
 __all__ = [
