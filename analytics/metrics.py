@@ -65,13 +65,11 @@ def _care_sql(f: q.Filters) -> str:
     join = ""
     if f.has_customer_filter:
         join = f"\n    join customers c on c.customer_id = k.customer_id{f.customer_sql('c')}"
-    plan = ""
-    if f.plan is not None:
-        plan = """
-      and exists (select 1 from subscriptions s
-                  where s.customer_id = k.customer_id and s.plan_id = $plan
-                    and s.start_date <= cast(k.contacted_at as date)
-                    and (s.end_date is null or s.end_date >= cast(k.contacted_at as date)))"""
+    if f.plan is not None:      # a join, not EXISTS: a customer's subscriptions do not overlap
+        join += """
+    join subscriptions s on s.customer_id = k.customer_id and s.plan_id = $plan
+                        and cast(k.contacted_at as date) between s.start_date
+                                                             and coalesce(s.end_date, DATE '9999-12-31')"""
     reasons = ", ".join(f"'{r}'" for r in q.COMPLAINT_REASONS)
     return f"""with
 picked_contacts as (
@@ -79,7 +77,7 @@ picked_contacts as (
     select {q.mi("k.contacted_at")} as mi, k.reason, k.wait_seconds
     from contacts k{join}
     where k.contacted_at >= $first_date and k.contacted_at < $after_last
-      and k.contacted_at < $as_of_next{plan}
+      and k.contacted_at < $as_of_next
 ),
 final as (
     select mi, count(*) as contacts,
