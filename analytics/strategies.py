@@ -33,6 +33,7 @@ from analytics.cate import DRLearner, cate_by_group
 from analytics.discounts import FEATURES, HORIZON_DAYS, ContactDataset, contact_dataset
 from analytics.effects import EffectEstimator, z_value
 from data.db import has_table, transaction
+from data.money import format_cents
 
 __all__ = [
     "CONTROL",
@@ -46,6 +47,7 @@ __all__ = [
     "discount_effectiveness",
     "fit_effects",
     "latest_effects",
+    "load_latest",
     "run_effects",
     "strategy_policies",
 ]
@@ -551,7 +553,7 @@ def strategy_policies(fit: EffectsFit, *, budget_cents: float | None = None) -> 
     est, names = fit.effects, dict(zip(fit.offers["code"], fit.offers["name"]))
     out = {"current_practice": ("Current practice", "observed"),
            "no_offers": ("No offers", pol.always_control(est))}
-    for code in fit.treatments:
+    for code in [c for c in fit.offers["code"] if c in fit.treatments]:
         out[f"all_{code}"] = (f"{names.get(code, code)} to everyone eligible",
                               pol.always(est, code, eligible=fit.eligible))
     cate = fit.learner.cate_[fit.treatments]
@@ -561,7 +563,7 @@ def strategy_policies(fit: EffectsFit, *, budget_cents: float | None = None) -> 
     budget = float(spent / 2) if budget_cents is None else float(budget_cents)
     budgeted = pol.budget_policy(cate, control=CONTROL, budget=budget, value=fit.value, cost=fit.cost,
                                  eligible=fit.eligible)
-    out["targeted_budget"] = (f"Model-targeted, budget {budget / 100:,.0f}", budgeted, budget)
+    out["targeted_budget"] = (f"Model-targeted, budget {format_cents(_cents(budget))}", budgeted, budget)
     return out
 
 
@@ -799,3 +801,123 @@ def latest_effects(con: duckdb.DuckDBPyConnection, run_id: int | None = None) ->
     segments = con.execute("SELECT * EXCLUDE (run_id) FROM effects_segment_results WHERE run_id = ? "
                            "ORDER BY dimension, code, grp", [run_id]).df()
     return StoredEffects(run_id=run_id, run=info, offers=offers, strategies=strategies, segments=segments)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stored run as the Discount strategies page shows it
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EffectsView:
+    """The newest stored run, shaped for the Discount strategies page (see :func:`load_latest`).
+
+    Attributes
+    ----------
+    run_id : int
+    as_of : datetime.date
+    window : tuple of datetime.date
+    n_contacts, n_left_out : int
+    outcome_days : int
+    currency : str
+    summary : str
+        One or two sentences: the best strategy and the offers with a clearly positive effect.
+    effects : pandas.DataFrame
+        One row per offer: ``offer`` (name), ``code`` and the columns of ``effects_offer_results``.
+    strategies : pandas.DataFrame
+        One row per strategy: ``strategy`` (label), ``key``, totals over the analysed window
+        ``net_value_cents``, ``lo_cents``, ``hi_cents`` (net value against no offers) and
+        ``cost_cents`` (discount cost), then the per-1,000-contact columns.
+    by_segment : pandas.DataFrame
+        Matrix of adjusted effects: rows ``"dimension: group"``, columns offer names.
+    segments : pandas.DataFrame
+        The stored long form (dimension, grp, code, n, cate_mean, dr, dr_se, dr_lo, dr_hi).
+    """
+
+    run_id: int
+    as_of: dt.date
+    window: tuple
+    n_contacts: int
+    n_left_out: int
+    outcome_days: int
+    currency: str
+    summary: str
+    effects: pd.DataFrame
+    strategies: pd.DataFrame
+    by_segment: pd.DataFrame
+    segments: pd.DataFrame
+
+
+def load_latest(con: duckdb.DuckDBPyConnection) -> EffectsView | None:
+    """The newest stored effects run for the page, or None when none is stored.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Read-only is enough.
+
+    Returns
+    -------
+    EffectsView or None
+
+    Notes
+    -----
+    Totals over the analysed window are the per-contact estimates times the contacts with
+    follow-up in the window (before any sampling): ``net_value_cents`` is the net value against
+    giving no offers, ``cost_cents`` the expected discount cost of the strategy.
+    """
+    stored = latest_effects(con)
+    if stored is None:
+        return None
+    run = stored.run
+    params = run.get("params", {}) or {}
+    n_window = int(params.get("n_followed_up") or run["n_contacts"])
+    cur = con.execute("SELECT currency FROM customers GROUP BY currency ORDER BY count(*) DESC LIMIT 1").fetchall()
+    currency = cur[0][0] if cur else "EUR"
+    effects = stored.offers.reset_index()
+    effects.insert(0, "offer", effects.pop("name").fillna(effects["code"]))
+    s = stored.strategies.reset_index()
+    scale = n_window / 1000.0
+    strategies = pd.DataFrame({
+        "strategy": s["label"], "key": s["strategy"],
+        "net_value_cents": s["net_value_total_cents"].astype("float64"),
+        "lo_cents": s["net_value_per_1000_lo_cents"].astype("float64") * scale,
+        "hi_cents": s["net_value_per_1000_hi_cents"].astype("float64") * scale,
+        "cost_cents": s["discount_cost_total_cents"].astype("float64"),
+    })
+    strategies = pd.concat([strategies, s.drop(columns=["strategy", "label"])], axis=1)
+    names = dict(zip(effects["code"], effects["offer"]))
+    seg = stored.segments
+    if seg.empty:
+        by_segment = pd.DataFrame()
+    else:
+        rows = seg.assign(row=seg["dimension"].str.replace("_", " ") + ": " + seg["grp"].astype(str),
+                          offer=seg["code"].map(names).fillna(seg["code"]))
+        by_segment = rows.pivot_table(index="row", columns="offer", values="dr", aggfunc="first", sort=False)
+        by_segment = by_segment[[names[c] for c in effects["code"] if names.get(c) in by_segment.columns]]
+        by_segment.index.name = None
+        by_segment.columns.name = None
+    return EffectsView(run_id=stored.run_id, as_of=run["as_of"], window=(run.get("window_start"), run.get("window_end")),
+                       n_contacts=int(run["n_contacts"]), n_left_out=int(run["n_left_out"]),
+                       outcome_days=int(params.get("horizon_days", HORIZON_DAYS)), currency=currency,
+                       summary=_summary(effects, s, currency), effects=effects, strategies=strategies,
+                       by_segment=by_segment, segments=seg)
+
+
+def _summary(effects: pd.DataFrame, strategies: pd.DataFrame, currency: str) -> str:
+    parts = []
+    others = strategies[strategies["strategy"] != "no_offers"].dropna(subset=["net_value_per_1000_cents"])
+    if not others.empty:
+        best = others.sort_values("net_value_per_1000_cents", ascending=False).iloc[0]
+        v = format_cents(int(best["net_value_per_1000_cents"]), currency)
+        if best["net_value_per_1000_cents"] > 0:
+            parts.append(f"Highest estimated net value: {best['label']} ({v} per 1,000 contacts against no offers).")
+        else:
+            parts.append(f"No strategy is estimated to beat giving no offers; the closest is {best['label']} "
+                         f"({v} per 1,000 contacts).")
+    clear = effects[(effects["adjusted_lo"] > 0)] if "adjusted_lo" in effects else effects.iloc[:0]
+    if len(clear):
+        parts.append("Offers whose adjusted effect is clearly positive: " + ", ".join(clear["offer"]) + ".")
+    else:
+        parts.append("No offer has an adjusted effect on retention that is clearly above zero.")
+    return " ".join(parts)
