@@ -198,7 +198,7 @@ def decide(st: State, w: World, pop: Population, c: Contacts, t: int) -> Decisio
     """The option taken at each contact: the holdout's random arm, or the agent's choice."""
     cfg, seed = w.config, w.config.seed
     idx = st.idx
-    n, n_off = len(st), w.n_offers
+    n = len(st)
     elig = eligibility(st, w, pop, c, t)
     n_elig = elig.sum(axis=1)
     option = np.full(n, NONE, dtype=np.int64)

@@ -80,13 +80,15 @@ class ErrorBook:
             "contact_id": pd.array([None] * n, dtype="Int64"),
             "credit_note_id": pd.array([None] * n, dtype="Int64")}))
 
-    def set_invoices(self, con: duckdb.DuckDBPyConnection, run_id: int) -> None:
-        """Attach the invoice of each error billed by run ``run_id``."""
+    def set_invoices(self, con: duckdb.DuckDBPyConnection, first_invoice: int, last_invoice: int) -> None:
+        """Attach the invoice of each error billed by the run that made invoices first..last."""
         self._sync()
+        if not self.df["invoice_id"].isna().any():
+            return
         got = con.execute("""
             SELECT l.charge_id, l.invoice_id FROM invoice_lines l
-            WHERE l.kind = 'charge' AND l.invoice_id IN (SELECT invoice_id FROM invoices WHERE run_id = ?)
-        """, [run_id]).df()
+            WHERE l.invoice_id BETWEEN ? AND ? AND l.kind = 'charge'
+        """, [first_invoice, last_invoice]).df()
         if len(got):
             m = self.df["charge_id"].map(pd.Series(got["invoice_id"].to_numpy(), index=got["charge_id"].to_numpy()))
             self.df["invoice_id"] = self.df["invoice_id"].fillna(m.astype("Int64"))
@@ -222,15 +224,11 @@ def period_subscriptions(con, period_start: dt.date, period_end: dt.date) -> pd.
     return got.set_index("customer_id")
 
 
-def latest_invoices(con, run_id: int) -> pd.Series:
-    """customer_id -> the newest invoice of the run (the bill a contact is about)."""
-    got = con.execute("SELECT customer_id, max(invoice_id) AS invoice_id FROM invoices WHERE run_id = ? "
-                      "GROUP BY customer_id", [run_id]).df()
-    return pd.Series(got["invoice_id"].to_numpy(), index=got["customer_id"].to_numpy())
-
-
-def run_totals(con, run_id: int) -> pd.Series:
-    """customer_id -> total cents invoiced by the run (checked against the simulator's invoices)."""
-    got = con.execute("SELECT customer_id, sum(total_cents) AS total FROM invoices WHERE run_id = ? "
-                      "GROUP BY customer_id", [run_id]).df()
-    return pd.Series(got["total"].to_numpy(), index=got["customer_id"].to_numpy())
+def run_invoices(con, run_id: int) -> pd.DataFrame:
+    """Per customer invoiced by the run: its total (checked against the simulator's own invoices) and
+    its newest invoice (the bill a contact is about). Index customer_id."""
+    return con.execute("""
+        SELECT customer_id, sum(total_cents) AS total, min(invoice_id) AS first_invoice_id,
+               max(invoice_id) AS invoice_id
+        FROM invoices WHERE run_id = ? GROUP BY customer_id
+    """, [run_id]).df().set_index("customer_id")
