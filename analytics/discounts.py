@@ -239,8 +239,7 @@ def _features_input(contacts: pd.DataFrame) -> pd.DataFrame:
         "customer_id": cid,
         "at": at.astype("datetime64[us]"),
         "reason": col("reason").astype("string"),
-        "is_intent_to_cancel": pd.array(col("is_intent_to_cancel", False).fillna(False).astype(bool),
-                                        dtype="boolean"),
+        "is_intent_to_cancel": col("is_intent_to_cancel").astype("boolean").fillna(False),
         "wait_seconds": pd.to_numeric(col("wait_seconds"), errors="coerce").astype("Float64"),
     })
 
