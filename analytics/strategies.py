@@ -671,7 +671,7 @@ def _cents(x) -> int | None:
 
 def run_effects(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: dt.datetime,
                 budget_cents: float | None = None, progress: Progress | None = None,
-                **fit_kwargs) -> int:
+                fit: EffectsFit | None = None, **fit_kwargs) -> int:
     """Compute discount effectiveness and the strategy comparison, and store them as a new run.
 
     Parameters
@@ -686,6 +686,8 @@ def run_effects(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: dt.dateti
         See :func:`compare_strategies`.
     progress : callable, optional
         ``progress(done, total, label)``.
+    fit : EffectsFit, optional
+        Models already fitted on this database's data with the same ``as_of``.
     **fit_kwargs
         Passed to :func:`fit_effects` (``sample``, ``cv``, ``horizon_days`` ...).
 
@@ -709,7 +711,8 @@ def run_effects(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: dt.dateti
     def inner(done, _total, label):
         tick(done, label)
 
-    fit = fit_effects(con, as_of=as_of, progress=inner, **fit_kwargs)
+    if fit is None:
+        fit = fit_effects(con, as_of=as_of, progress=inner, **fit_kwargs)
     tick(4, "discount effectiveness")
     eff = discount_effectiveness(con, as_of=as_of, fit=fit)
     tick(5, "strategies")
