@@ -122,9 +122,18 @@ def peer_figure(peers, *, currency: str = "EUR") -> go.Figure:
 
 
 def risk_reasons_figure(reasons: pd.DataFrame) -> go.Figure:
-    """Reasons behind a churn-risk score: one bar per reason (columns ``reason``, ``contribution``)."""
+    """Reasons behind a churn-risk score: one bar per reason.
+
+    ``reasons``: columns ``reason`` and ``contribution``, or the ``feature``, ``value`` and ``delta``
+    (risk points added) of :meth:`models.churn_risk.ChurnRiskModel.reasons`.
+    """
     if reasons is None or reasons.empty:
         return empty_figure("Why this risk", "No reasons available")
+    if "contribution" not in reasons.columns and {"feature", "delta"} <= set(reasons.columns):
+        label = reasons["feature"].astype(str).str.replace("_", " ")
+        if "value" in reasons.columns:
+            label = label + " = " + reasons["value"].astype(str)
+        reasons = pd.DataFrame({"reason": label, "contribution": reasons["delta"].astype("float64")})
     df = reasons.sort_values("contribution")
     colors = [COLORS[1] if v > 0 else COLORS[2] for v in df["contribution"]]
     fig = go.Figure(go.Bar(y=df["reason"], x=df["contribution"], orientation="h", marker_color=colors))
