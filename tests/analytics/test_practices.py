@@ -63,7 +63,7 @@ def row(panel: pd.DataFrame, customer: int, month: int) -> pd.Series:
 
 
 def test_panel_is_one_row_per_customer_month_at_risk(con):
-    panel = practice_panel(con, AS_OF)
+    panel = practice_panel(con, AS_OF, timing="last_month")
     assert not panel.duplicated(["customer_id", "mi"]).any()
     # C1 Jan-Jun, C2 Jan-Mar, C3 Feb-Jun, C4 Jan-Feb (first churn), C5 Jan-Jun, C6 Jun, C7 Mar
     assert panel.groupby("customer_id").size().to_dict() == {1: 6, 2: 3, 3: 5, 4: 2, 5: 6, 6: 1, 7: 1}
@@ -80,7 +80,7 @@ def test_panel_events_follow_the_churn_kind(con):
 
 
 def test_panel_covariates_by_hand(con):
-    panel = practice_panel(con, AS_OF)
+    panel = practice_panel(con, AS_OF, timing="last_month", error_evidence="any_time")
     c2_mar = row(panel, 2, 3)       # Feb: one contact, 600 s, unresolved; Feb bill corrected for an error
     assert c2_mar["event"] == 1 and c2_mar["contacts_last_month"] == 1
     assert c2_mar["wait_minutes_last_month"] == 10.0 and c2_mar["unresolved_last_month"] == 1
@@ -96,6 +96,23 @@ def test_panel_covariates_by_hand(con):
 def test_strict_error_rule_uses_only_what_was_known_when_the_month_began(con):
     panel = practice_panel(con, AS_OF, error_evidence="before_interval")
     assert panel["billing_error_last_bill"].sum() == 0          # C2's error was recorded 3 Mar, she left 10 Mar
+
+
+def test_on_bill_error_rule_reads_the_bill_itself():
+    from tests.analytics.fixtures import insert
+    c = build_tiny_world()
+    try:
+        assert practice_panel(c, AS_OF)["billing_error_last_bill"].sum() == 0   # no bill shows an error
+        # C2's February bill (invoice 6) charges the plan line twice; C1's April bill (invoice 15)
+        # charges the plan again as a one-off charge named like the plan
+        insert(c, "invoice_lines", [
+            dict(invoice_id=6, line_no=9, kind="plan", description="Plan charge", quantity=29, amount_cents=1000),
+            dict(invoice_id=15, line_no=9, kind="charge", description="Basic", amount_cents=1200)])
+        panel = practice_panel(c, AS_OF, timing="last_month")
+        flagged = panel.loc[panel["billing_error_last_bill"] == 1, ["customer_id", "mi"]]
+        assert [tuple(r) for r in flagged.itertuples(index=False)] == [(1, 2024 * 12 + 4), (2, 2024 * 12 + 2)]
+    finally:
+        c.close()
 
 
 def test_within_month_timing_splits_months_at_contact_days(con):
@@ -187,15 +204,24 @@ def test_constant_covariates_are_dropped_and_empty_panels_refused():
         PracticeCoxFitter().fit_panel(panel.assign(event=0))
 
 
+def test_a_separating_covariate_falls_back_to_a_small_penalty():
+    panel = synthetic_panel(n=1500, seed=4)
+    panel["price_rise_last_bill"] = panel["event"]              # churns exactly when it is 1
+    fitter = PracticeCoxFitter(check_ph=False).fit_panel(panel)
+    assert fitter.penalizer_used_ > 0
+    assert fitter.summary_.set_index("term").loc["price_rise_last_bill", "hazard_ratio"] > 10
+
+
 def test_fit_from_the_database_reports_what_it_used(con):
-    fitter = PracticeCoxFitter(penalizer=0.5, check_ph=False).fit(con, AS_OF)
+    fitter = PracticeCoxFitter(penalizer=0.5, timing="last_month", check_ph=False).fit(con, AS_OF)
     assert (fitter.n_customers_, fitter.n_rows_, fitter.n_events_, fitter.sampled_) == (7, 24, 2, False)
+    assert fitter.penalizer_used_ == 0.5
     sampled = PracticeCoxFitter(penalizer=0.5, sample_customers=6, random_state=0, check_ph=False).fit(con, AS_OF)
     assert sampled.sampled_ and sampled.n_customers_ == 6
 
 
 def test_within_month_fit_from_the_database(con):
-    fitter = PracticeCoxFitter(penalizer=0.5, timing="within_month", check_ph=False).fit(con, AS_OF)
+    fitter = PracticeCoxFitter(penalizer=0.5, check_ph=False).fit(con, AS_OF)          # the default timing
     assert "wait_minutes_this_month" in set(fitter.summary_["term"])
     assert fitter.n_rows_ == 29 and fitter.n_events_ == 2
     assert not fitter.wait_curve([0, 10]).empty
