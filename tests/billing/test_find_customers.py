@@ -39,7 +39,9 @@ def test_name_search_is_case_insensitive_and_prefix_matches_come_first(con):
 def test_email_exact_and_partial(con):
     res = find_customers(con, "Alice.Martin@Example.com")
     assert _names(res) == ["Alice Martin"] and res["customers"]["match"].iloc[0] == "email"
-    assert set(_names(find_customers(con, "example.com"))) == {"Alice Martin", "Bob 50% Off"}
+    assert set(_names(find_customers(con, "@example.com"))) == {"Alice Martin", "Bob 50% Off"}
+    # without an '@' the text is not looked for in emails (a name search does not scan a million emails)
+    assert _names(find_customers(con, "example.com")) == []
 
 
 def test_phone_in_any_format_matches_on_digits(con):
@@ -68,9 +70,22 @@ def test_wildcards_in_the_text_are_literal(con):
     assert _names(find_customers(con, "50%")) == ["Bob 50% Off"]
     assert find_customers(con, "%%")["customers"].empty
     assert find_customers(con, "__")["customers"].empty
-    assert _names(find_customers(con, "bob_b")) == ["Bob 50% Off"]
-    assert find_customers(con, "bob_%")["customers"].empty
+    assert _names(find_customers(con, "bob_b@")) == ["Bob 50% Off"]
+    assert find_customers(con, "bob_%@")["customers"].empty
+    assert find_customers(con, "bo_b@")["customers"].empty
     assert find_customers(con, "a\\%")["customers"].empty
+
+
+def test_phone_digits_match_whatever_the_separators(con):
+    assert _names(find_customers(con, "(0)20-555 01")) == ["Alice Martin"]
+    assert _names(find_customers(con, "+31020555")) == ["Alice Martin"]
+    assert find_customers(con, "555 9999")["customers"].empty
+
+
+def test_a_text_with_digits_also_searches_account_numbers(con):
+    assert _names(find_customers(con, "c-100")) == ["Alice Martin", "Bob 50% Off", "Bobby Tables'); DROP TABLE "
+                                                    "customers;--", "Martina Alice"]
+    assert find_customers(con, "c-")["customers"].empty      # no digit: names only
 
 
 def test_escape_like():
@@ -84,10 +99,10 @@ def test_sql_in_the_text_is_just_text(con):
 
 
 def test_limit_and_truncation(con):
-    res = find_customers(con, "example", limit=2)
+    res = find_customers(con, "@example", limit=2)
     assert len(res["customers"]) == 2 and res["truncated"]
     assert "first 2" in res.message
-    res = find_customers(con, "example", limit=10)
+    res = find_customers(con, "@example", limit=10)
     assert len(res["customers"]) == 4 and not res["truncated"]
 
 
