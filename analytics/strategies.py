@@ -291,11 +291,11 @@ def fit_effects(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, horizon_days:
     granted = frame["treatment"].value_counts()
     codes = [c for c in dataset.offers]
     skipped = {c: int(granted.get(c, 0)) for c in codes if granted.get(c, 0) < min_granted}
-    if CONTROL not in granted.index or granted[CONTROL] < min_granted:
-        raise ValueError("too few contacts without an offer to compare with")
     treatments = [c for c in codes if c not in skipped]
     if not treatments:
         raise ValueError(f"no offer was granted at {min_granted} or more analysed contacts; nothing to estimate")
+    if CONTROL not in granted.index or granted[CONTROL] < min_granted:
+        raise ValueError("too few contacts without an offer to compare with")
     frame = frame[frame["treatment"].isin([CONTROL, *treatments])].reset_index(drop=True)
     covariates = FEATURES + [f"elig_{c}" for c in codes]
     tick(1, "effects (cross-fitted AIPW)")

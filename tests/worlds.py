@@ -42,8 +42,22 @@ def world_key(config) -> str:
     return h.hexdigest()[:16]
 
 
+_SESSION: dict[str, Path] = {}
+
+
 def world_path(config) -> Path:
-    """The file of a built world of ``config``, building it first when it is not cached."""
+    """The file of a built world of ``config``, building it first when it is not cached.
+
+    Within one process the first answer is kept, so a session keeps using the same world even when
+    the sources change under it (the next session rebuilds).
+    """
+    if repr(config) in _SESSION and _SESSION[repr(config)].exists():
+        return _SESSION[repr(config)]
+    _SESSION[repr(config)] = path = _world_path(config)
+    return path
+
+
+def _world_path(config) -> Path:
     from data.simulate import build_world
 
     target = cache_dir() / f"world-{config.customers}c-{config.months}m-{world_key(config)}.duckdb"
