@@ -103,7 +103,10 @@ WITH serving AS (
                                         s.subscription_id DESC) = 1
 ),
 final AS (
-    SELECT c."row", cu.signup_date, cu.segment, cu.region, cu.channel, cu.is_autopay, cu.is_paperless,
+    SELECT c."row", date_diff('day', cu.signup_date, c.at_date) AS tenure_days,
+           date_diff('month', cu.signup_date, c.at_date)
+               - CASE WHEN day(c.at_date) < day(cu.signup_date) THEN 1 ELSE 0 END AS tenure_whole_months,
+           cu.segment, cu.region, cu.channel, cu.is_autopay, cu.is_paperless,
            p.rank AS plan_rank, pp.monthly_price_cents
     FROM _cf_cand c
     LEFT JOIN customers cu ON cu.customer_id = c.customer_id
@@ -244,33 +247,60 @@ def _features_input(contacts: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+_CAND_VIEW = """
+CREATE OR REPLACE TEMP VIEW _cf_cand AS
+SELECT "row", customer_id, "at", CAST("at" AS DATE) AS at_date,
+       CAST(date_trunc('month', "at") AS DATE) AS at_month
+FROM _cf_in
+"""
+_FLOATS = ("tenure_whole_months", "plan_rank", "monthly_price_cents", "last_bill_cents", "bill_change_cents",
+           "bill_change_pct")
+_COUNTS = ("prior_contacts_90d", "prior_unresolved_90d", "prior_intent_90d", "prior_grants_12m",
+           "prior_grants", "billing_error_credits", "failed_payments_90d", "overdue_cents")
+_FLAGS = ("is_discount_ended", "is_price_rise", "is_autopay", "is_paperless")
+_TEXTS = ("segment", "region", "channel")
+
+
 def _run_feature_queries(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> pd.DataFrame:
-    """Run the feature queries on a private cursor and put their columns side by side by row."""
-    at = frame["at"]
-    cand = frame.assign(at_date=at.dt.normalize().astype("datetime64[us]"),
-                        at_month=at.dt.to_period("M").dt.start_time.astype("datetime64[us]"))
-    cand["at_date"] = cand["at_date"].dt.date
-    cand["at_month"] = cand["at_month"].dt.date
-    out = cand[["row", "reason", "is_intent_to_cancel", "wait_seconds", "at_date"]].set_index("row")
+    """Run the feature queries on a private cursor and assemble their columns by input row."""
+    n = len(frame)
+    got: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     cur = con.cursor()
     try:
-        cur.register("_cf_cand", cand)
+        cur.register("_cf_in", frame[["row", "customer_id", "at"]])
+        cur.execute(_CAND_VIEW)
         for sql in _FEATURE_QUERIES:
-            part = cur.execute(sql).df().set_index("row")
-            out = out.join(part, how="left")
-        cur.unregister("_cf_cand")
+            part = cur.execute(sql).fetchnumpy()
+            rows = np.asarray(part.pop("row"), dtype=np.int64)
+            for name, values in part.items():
+                got[name] = (rows, values)
+        cur.execute("DROP VIEW IF EXISTS _cf_cand")
+        cur.unregister("_cf_in")
     finally:
         cur.close()
-    signup = pd.to_datetime(out["signup_date"])
-    day = pd.to_datetime(out["at_date"])
-    out["tenure_months"] = (day - signup).dt.days / DAYS_PER_MONTH
-    whole = (day.dt.year - signup.dt.year) * 12 + (day.dt.month - signup.dt.month) - (day.dt.day < signup.dt.day)
-    out["tenure_whole_months"] = whole.astype("Float64")
-    out["wait_minutes"] = out["wait_seconds"].astype("float64") / 60.0
-    for c in ("prior_contacts_90d", "prior_unresolved_90d", "prior_intent_90d", "prior_grants_12m",
-              "prior_grants", "billing_error_credits", "failed_payments_90d", "overdue_cents"):
-        out[c] = out[c].fillna(0) if c in out.columns else 0
-    return out.sort_index().reset_index()
+
+    def column(name, default, dtype):
+        out = np.full(n, default, dtype=dtype)
+        if name in got:
+            rows, values = got[name]
+            if np.ma.isMaskedArray(values):
+                keep = ~np.ma.getmaskarray(values)
+                rows, values = rows[keep], np.ma.getdata(values)[keep]
+            out[rows] = values
+        return out
+
+    cols = {name: column(name, np.nan, float) for name in _FLOATS}
+    cols["tenure_months"] = column("tenure_days", np.nan, float) / DAYS_PER_MONTH
+    cols.update({name: column(name, 0, np.int64) for name in _COUNTS if name != "overdue_cents"})
+    cols["overdue_cents"] = column("overdue_cents", 0.0, float)
+    cols.update({name: column(name, False, bool) for name in _FLAGS})
+    cols.update({name: column(name, None, object) for name in _TEXTS})
+    cols["wait_minutes"] = frame["wait_seconds"].to_numpy(dtype=float, na_value=np.nan) / 60.0
+    cols["is_intent_to_cancel"] = frame["is_intent_to_cancel"].to_numpy(dtype=bool)
+    reason = frame["reason"].astype(object)
+    cols["reason"] = reason.where(reason.notna(), None).to_numpy(dtype=object)
+    cols["tenure_band"] = np.array([tenure_band(m) for m in cols["tenure_whole_months"]], dtype=object)
+    return pd.DataFrame(cols)
 
 
 def contact_features(con: duckdb.DuckDBPyConnection, contacts: pd.DataFrame) -> pd.DataFrame:
@@ -334,30 +364,10 @@ def contact_features(con: duckdb.DuckDBPyConnection, contacts: pd.DataFrame) -> 
     if frame.empty:
         out = pd.DataFrame({c: pd.Series(dtype=object) for c in cols}, index=contacts.index)
     else:
-        out = _run_feature_queries(con, frame)
-        out = _typed_features(out)
-        out["tenure_band"] = tenure_band(out["tenure_whole_months"]).to_numpy()
-        out = out[cols]
+        out = _run_feature_queries(con, frame)[cols]
         out.index = contacts.index
     if "contact_id" in contacts.columns:
         out.insert(0, "contact_id", contacts["contact_id"].to_numpy())
-    return out
-
-
-def _typed_features(out: pd.DataFrame) -> pd.DataFrame:
-    floats = ["tenure_months", "plan_rank", "monthly_price_cents", "last_bill_cents", "bill_change_cents",
-              "bill_change_pct", "overdue_cents", "wait_minutes"]
-    ints = ["prior_contacts_90d", "prior_unresolved_90d", "prior_intent_90d", "prior_grants_12m",
-            "prior_grants", "billing_error_credits", "failed_payments_90d"]
-    bools = ["is_discount_ended", "is_price_rise", "is_autopay", "is_paperless", "is_intent_to_cancel"]
-    for c in floats:
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
-    for c in ints:
-        out[c] = out[c].fillna(0).astype("int64")
-    for c in bools:
-        out[c] = out[c].astype("boolean").fillna(False).astype(bool)
-    for c in ("segment", "region", "channel", "reason"):
-        out[c] = out[c].astype(object).where(out[c].notna(), None)
     return out
 
 
