@@ -97,18 +97,26 @@ def run(ctx: Context) -> list[Figure]:
         survival = _optional("analytics.survival", "survival_by")
         ratios = _optional("analytics.practices", "practice_hazard_ratios")
         wait = _optional("analytics.practices", "wait_time_curve")
-        figures.append(_page("Churn explorer", [
+        # The Churn explorer and Invoicing compute only the view / task on screen; the first load is
+        # the default one, each other view is timed as its own first load.
+        figures.append(_page("Churn explorer (Survival, the default view)", [
             ("filters", lambda: filter_options(con)),
             ("survival", survival and (lambda: survival(con, "segment", as_of=as_of))),
-            ("cohorts", cohorts and (lambda: cohorts(con, as_of=as_of))),
-            ("MRR movements", lambda: subscription_metrics(con, first, last, as_of=as_of)),
+        ], scale_ok))
+        figures.append(_page("Churn explorer, Cohorts view", [
+            ("cohorts", cohorts and (lambda: cohorts(con, as_of=as_of)))], scale_ok))
+        figures.append(_page("Churn explorer, MRR movements view", [
+            ("MRR movements", lambda: subscription_metrics(con, first, last, as_of=as_of))], scale_ok))
+        figures.append(_page("Churn explorer, Care practices view", [
             ("hazard ratios", ratios and (lambda: ratios(con, as_of=as_of))),
             ("wait curve", wait and (lambda: wait(con, as_of=as_of))),
         ], scale_ok))
         load = _optional("analytics.strategies", "load_latest")
         figures.append(_page("Discount strategies", [("stored run", load and (lambda: load(con)))], scale_ok))
-        figures.append(_page("Invoicing", [
+        figures.append(_page("Invoicing (Billing run, the default task)", [
             ("last billed periods", lambda: billing_metrics(con, _month(as_of, -3), _month(as_of, 0), as_of=as_of)),
+        ], scale_ok))
+        figures.append(_page("Invoicing, Payments and overdue", [
             ("overdue ageing", lambda: overdue_ageing(con, as_of=as_of)),
             ("overdue customers", lambda: overdue_customers(con, as_of=as_of, min_periods=1)),
         ], scale_ok))

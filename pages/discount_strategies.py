@@ -32,14 +32,29 @@ if getattr(run, "summary", None):
 
 st.subheader("Effect of each offer")
 effects = run.effects
-long = pd.concat([effects[["offer", f"{est}", f"{est}_lo", f"{est}_hi"]]
-                  .set_axis(["offer", "effect", "lo", "hi"], axis=1).assign(estimate=est)
-                  for est in ("naive", "adjusted", "holdout") if est in effects.columns], ignore_index=True)
-_ui.chart(fp.forest_figure(long.dropna(subset=["effect"])), "ds_forest")
+forest = _ui.function("analytics.figures_effects", "forest_plot")
+if forest is not None:
+    _ui.chart(forest(effects, title=f"Effect of each offer on {run.outcome_days}-day retention"), "ds_forest")
+else:
+    long = pd.concat([effects[["offer", f"{est}", f"{est}_lo", f"{est}_hi"]]
+                      .set_axis(["offer", "effect", "lo", "hi"], axis=1).assign(estimate=est)
+                      for est in ("naive", "adjusted", "holdout") if est in effects.columns], ignore_index=True)
+    _ui.chart(fp.forest_figure(long.dropna(subset=["effect"])), "ds_forest")
 st.caption("Naive: retained with the offer minus without it (biased: agents give offers to customers about to "
            "leave). Adjusted: doubly robust estimate from the recorded contact, customer and bill. Holdout: the "
            "randomized share of contacts — the cleanest comparison, with wider intervals.")
-_ui.table(effects, "offer-effects", "ds_dl_effects")
+key = [c for c in ("offer", "adjusted", "adjusted_lo", "adjusted_hi", "holdout", "cost_per_customer_kept_cents",
+                   "roi") if c in effects.columns]
+if key:
+    st.dataframe(effects[key], hide_index=True, width="stretch", column_config={
+        "adjusted": st.column_config.NumberColumn("adjusted effect", format="percent"),
+        "adjusted_lo": st.column_config.NumberColumn("from", format="percent"),
+        "adjusted_hi": st.column_config.NumberColumn("to", format="percent"),
+        "holdout": st.column_config.NumberColumn("holdout effect", format="percent"),
+        "cost_per_customer_kept_cents": st.column_config.NumberColumn(
+            f"cost per customer kept ({currency} cents)", format="localized"),
+        "roi": st.column_config.NumberColumn("ROI", format="%.2f")})
+_ui.download(effects, "offer-effects", "ds_dl_effects", label="Download all estimates (CSV)")
 
 st.subheader("Strategies under a budget")
 strategies = run.strategies

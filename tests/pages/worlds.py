@@ -55,11 +55,12 @@ ROLE_LOGIN = {"admin": "admin", "leader": "leader", "analyst": "analyst", "agent
 
 
 def build_small_world(path: Path) -> None:
-    """A small world in ``path``: simulated (700 customers, 9 months) or made by the billing engine."""
+    """A small world in ``path``: simulated (1,500 customers, 12 months: enough contacts with 180 days of
+    follow-up for an effects run) or made by the billing engine."""
     con = connect(path)
     try:
         if build_world is not None:
-            build_world(con, DEFAULT_DEMO.replace(customers=700, months=9, seed=11))
+            build_world(con, DEFAULT_DEMO.replace(customers=1500, months=12, seed=11))
         else:
             _engine_world(con)
         con.execute("CHECKPOINT")
@@ -156,6 +157,8 @@ def start_app() -> AppTest:
             os.environ.pop("RETENTION_TODAY", None)
     finally:
         con.close()
+    import streamlit as st
+    st.cache_data.clear()  # cached results are keyed by file path; a test may have changed the data
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
