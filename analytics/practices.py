@@ -353,6 +353,10 @@ class PracticeCoxFitter:
         Also test proportional hazards (a second fit with covariate x log(time) terms).
     ph_sample_customers : int or None
         Customers of the panel used for that second fit (None = all): it has twice the terms.
+    max_work : float or None
+        lifelines' fit costs about rows x distinct event times per iteration. When a panel exceeds
+        this (churn on many different days), a random subset of its customers is fitted instead
+        (``n_customers_`` reports it); None = no limit. Month-end churn stays far below it.
     first_month : datetime.date, optional
         First month of the window.
 
@@ -371,7 +375,9 @@ class PracticeCoxFitter:
         The reported fit's penalty (above ``penalizer`` only when the plain fit did not converge).
     model_ : lifelines.CoxTimeVaryingFitter
     n_customers_, n_rows_, n_events_ : int
-    sampled_ : bool
+        What the reported fit used.
+    sampled_, work_limited_ : bool
+        Whether a sample of customers was used; whether ``max_work`` made it smaller.
     contact_month_churn_, mean_wait_minutes_ : float
         Observed churn of the customer-months with contacts, and the mean wait of those contacts.
     """
@@ -380,7 +386,7 @@ class PracticeCoxFitter:
                  churn_kind: str = "voluntary", error_evidence: str = "on_bill",
                  timing: str = "within_month", alpha: float = 0.05,
                  check_ph: bool = True, ph_sample_customers: int | None = 20_000,
-                 first_month: dt.date | None = None):
+                 max_work: float | None = 6e7, first_month: dt.date | None = None):
         self.penalizer = penalizer
         self.sample_customers = sample_customers
         self.random_state = random_state
@@ -390,6 +396,7 @@ class PracticeCoxFitter:
         self.alpha = alpha
         self.check_ph = check_ph
         self.ph_sample_customers = ph_sample_customers
+        self.max_work = max_work
         self.first_month = first_month
 
     def fit(self, con: duckdb.DuckDBPyConnection, as_of: dt.date, **filters) -> PracticeCoxFitter:
@@ -404,7 +411,7 @@ class PracticeCoxFitter:
                                random_state=self.random_state, churn_kind=self.churn_kind,
                                error_evidence=self.error_evidence, timing=self.timing, **filters)
         self.fit_panel(panel)
-        self.sampled_ = sample is not None
+        self.sampled_ = sample is not None or self.work_limited_
         return self
 
     def fit_panel(self, panel: pd.DataFrame) -> PracticeCoxFitter:
@@ -422,6 +429,7 @@ class PracticeCoxFitter:
         used = [c for c in cols if c not in self.dropped_]
         if not used or int(panel["event"].sum()) == 0:
             raise ValueError("the panel has no churn events or no covariate that varies: nothing to fit")
+        panel = self._limit_work(panel, self.max_work)
         data = panel[["customer_id", "start", "stop", "event", *used]]
         self.model_ = self._fit(data)
         main_penalizer = self.penalizer_used_
@@ -431,7 +439,7 @@ class PracticeCoxFitter:
         self.n_customers_ = int(panel["customer_id"].nunique())
         self.n_rows_ = len(panel)
         self.n_events_ = int(panel["event"].sum())
-        self.sampled_ = False
+        self.sampled_ = self.work_limited_
         contacts = next((c for c in ("contacts_last_month", "contacts_this_month") if c in panel), None)
         wait = next((c for c in WAIT_TERMS if c in panel), None)
         if contacts is None or wait is None or not (panel[contacts] > 0).any():
@@ -470,6 +478,18 @@ class PracticeCoxFitter:
                                  "hi": np.exp(coef + z * se), "coef": coef, "se": se,
                                  "z": s["z"].to_numpy(), "p": s["p"].to_numpy()})
 
+    def _limit_work(self, panel: pd.DataFrame, max_work: float | None) -> pd.DataFrame:
+        """A random subset of the panel's customers whose rows x distinct event times fits in
+        ``max_work`` (the whole panel when it already does); sets ``work_limited_``."""
+        times = panel.loc[panel["event"] == 1, "stop"].nunique()
+        self.work_limited_ = bool(max_work is not None and len(panel) * times > max_work)
+        if not self.work_limited_:
+            return panel
+        ids = panel["customer_id"].unique()
+        n = max(1, int(len(ids) * max_work / (len(panel) * times)))
+        keep = np.random.default_rng(self.random_state).choice(ids, n, replace=False)
+        return panel[panel["customer_id"].isin(keep)]
+
     def _ph_test(self, data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
         """Proportional hazards: refit with x * log(stop) for every covariate; a time-varying
         effect shows as a non-zero interaction (a Wald test per covariate, in the spirit of the
@@ -478,6 +498,10 @@ class PracticeCoxFitter:
         if self.ph_sample_customers is not None and len(ids) > self.ph_sample_customers:
             keep = np.random.default_rng(self.random_state).choice(ids, self.ph_sample_customers, replace=False)
             data = data[data["customer_id"].isin(keep)]
+        if self.max_work is not None:       # twice the terms: a quarter of the work budget
+            limited = self.work_limited_
+            data = self._limit_work(data, self.max_work / 4)
+            self.work_limited_ = limited
         extended = data.copy()
         log_t = np.log(extended["stop"].astype("float64").clip(lower=1.0))
         inter = [f"{c}:log_t" for c in used]

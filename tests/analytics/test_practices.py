@@ -230,3 +230,14 @@ def test_within_month_fit_from_the_database(con):
 def test_page_helpers_are_empty_without_enough_churn(con):
     assert practice_hazard_ratios(con, AS_OF).empty               # two churn events in the tiny world
     assert wait_time_curve(con, AS_OF).empty
+
+
+def test_work_limit_fits_a_subset_of_customers_and_says_so():
+    panel = synthetic_panel(n=3000, seed=6)
+    times = panel.loc[panel["event"] == 1, "stop"].nunique()
+    fitter = PracticeCoxFitter(check_ph=False, max_work=len(panel) * times / 3).fit_panel(panel)
+    assert fitter.work_limited_ and fitter.sampled_
+    assert fitter.n_customers_ == pytest.approx(panel["customer_id"].nunique() / 3, abs=2)
+    assert fitter.n_rows_ * times <= len(panel) * times / 3 * 1.1
+    unlimited = PracticeCoxFitter(check_ph=False, max_work=None).fit_panel(panel)
+    assert not unlimited.work_limited_ and unlimited.n_customers_ == panel["customer_id"].nunique()
