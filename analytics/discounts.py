@@ -35,6 +35,7 @@ __all__ = [
     "FEATURES",
     "HORIZON_DAYS",
     "NUMERIC",
+    "REASONS",
     "TENURE_BANDS",
     "contact_dataset",
     "contact_features",
@@ -60,6 +61,7 @@ NUMERIC = [
 CATEGORICAL = ["segment", "region", "channel", "reason", "tenure_band"]
 FEATURES = NUMERIC + CATEGORICAL
 
+# Contact reason codes (schema contacts.reason), in the schema's order.
 REASONS = ("bill_higher_than_expected", "billing_error", "bill_not_understood", "wants_cheaper_plan",
            "service_issue", "cancel_request")
 
