@@ -16,7 +16,7 @@ import streamlit as st
 from analytics.overview import has_customers
 from billing.manage_users import ROLES, require_role
 from data.db import DatabaseError, connect, resolve_path
-from data.money import SQL_MACROS
+from data.db import cursor as db_cursor
 from pages import _ui
 
 st.set_page_config(page_title="Retention Desk", page_icon=":material/support_agent:", layout="wide")
@@ -41,8 +41,7 @@ def _open_cursor() -> None:
     except DatabaseError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
-    cursor = parent.cursor()
-    cursor.execute(SQL_MACROS)  # temporary macros (round_div) belong to each connection
+    cursor = db_cursor(parent)  # a cursor per run, with the connection's macros (round_div)
     st.session_state[_ui.DB_KEY] = cursor
     st.session_state[_ui.DB_PATH_KEY] = path
 

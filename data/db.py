@@ -97,6 +97,17 @@ def connect(path: str | os.PathLike | None = None, *, read_only: bool = False,
     return con
 
 
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor of ``con`` for one thread or one script run, with the connection's SQL macros.
+
+    DuckDB's ``con.cursor()`` is a separate connection to the same database: temporary macros such
+    as ``round_div`` do not carry over, so always take cursors through this function.
+    """
+    cur = con.cursor()
+    cur.execute(SQL_MACROS)
+    return cur
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
     """The schema version recorded in the database, or None for an empty database."""
     has_meta = con.execute(

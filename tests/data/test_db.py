@@ -104,3 +104,8 @@ def test_transaction_rolls_back_on_error():
             con.execute("INSERT INTO tax_rates VALUES ('north', DATE '2020-01-01', 2000)")
             raise RuntimeError("boom")
     assert con.execute("SELECT count(*) FROM tax_rates").fetchall()[0][0] == 0
+
+
+def test_cursors_have_the_money_macro():
+    con = db.connect(":memory:")
+    assert db.cursor(con).execute("SELECT round_div(5, 10)").fetchall()[0][0] == 1
