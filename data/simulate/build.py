@@ -29,7 +29,7 @@ from data.db import transaction
 from data.simulate import ledger, rng, tables, truth
 from data.simulate.behaviour import CHURN_REASONS, finish_month, split_usage, start_month
 from data.simulate.care import decide, draw_contacts
-from data.simulate.config import ACQUISITION, CHANNELS, DEFAULT_DEMO, DEMO_USERS, REASONS, SimConfig
+from data.simulate.config import CHANNELS, DEFAULT_DEMO, DEMO_USERS, REASONS, SimConfig
 from data.simulate.exogenous import World, make_world
 from data.simulate.ledger import Checks, ErrorBook, as_datetime, stamp
 from data.simulate.population import FIRST_NAMES, LAST_NAMES, Population, customers_frame, draw_population
@@ -41,7 +41,12 @@ WRONG_FEES = ("Late payment fee", "Paper bill fee", "Roaming charge", "Reconnect
 
 @dataclass(frozen=True)
 class WorldSummary:
-    """What :func:`build_world` made. ``checks`` counts disagreements with the engine (empty = none)."""
+    """What :func:`build_world` made.
+
+    ``checks`` maps each kind of disagreement between the simulator and the engine to its count and a
+    first example (``invoice_totals_differ``, ``non_payment_differs``, ``eligibility_differs``,
+    ``grants_refused`` ...); it is empty in a consistent world.
+    """
 
     customers: int
     months: int
@@ -428,7 +433,7 @@ class _Builder:
             meta = {"config": json.dumps(dataclasses.asdict(w.config), default=str, sort_keys=True),
                     "seed": str(w.config.seed), "first_day": str(w.month_start[0]),
                     "last_day": str(w.month_start[w.months] - dt.timedelta(days=1)),
-                    "channels": ",".join(ACQUISITION)}
+                    "customers": str(pop.n), "months": str(w.months)}
             tables.append(con, "sim_world", pd.DataFrame({"key": list(meta), "value": list(meta.values())}))
 
     def summary(self, seconds: float) -> WorldSummary:

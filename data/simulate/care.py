@@ -137,33 +137,47 @@ def draw_contacts(st: State, w: World, pop: Population, t: int) -> Contacts:
     rates[:, R_CANCEL] = cfg.rate_cancel + cfg.rate_cancel_per_shock * shock * s * (1.5 - pat)
     total = rates.sum(axis=1)
     has = can & (rng.uniform(seed, rng.CONTACT, t, idx) < -np.expm1(-total))
-    reason = _categorical_rows(rng.uniform(seed, rng.REASON, t, idx), rates)
-    channel = _categorical_rows(rng.uniform(seed, rng.CHANNEL, t, idx),
-                                np.broadcast_to(np.asarray(cfg.p_channel), (n, 3)))
-    day = 2 + np.floor(rng.uniform(seed, rng.DAY, t, idx) * 27).astype(np.int64)
-    second = 8 * 3600 + np.floor(rng.uniform(seed, rng.TIME, t, idx) * 12 * 3600).astype(np.int64)
-    factor = np.asarray(cfg.wait_channel_factor)[channel]
+    # the contacts' details, drawn for the rows with a contact only (rows without one keep defaults
+    # that nothing reads); every draw is keyed by the customer, so a subset draws the same numbers
+    r = np.flatnonzero(has)
+    ir = idx[r]
+    reason_r = _categorical_rows(rng.uniform(seed, rng.REASON, t, ir), rates[r])
+    channel_r = _categorical_rows(rng.uniform(seed, rng.CHANNEL, t, ir),
+                                  np.broadcast_to(np.asarray(cfg.p_channel), (len(r), 3)))
+    factor = np.asarray(cfg.wait_channel_factor)[channel_r]
     wait_min = np.minimum(cfg.wait_cap_minutes,
-                          w.mean_wait[t] * factor * -np.log(rng.uniform(seed, rng.WAIT, t, idx)))
-    wait_seconds = np.round(wait_min * 60).astype(np.int64)
-    handle = np.minimum(3000, np.round(60 + 300 * np.exp(0.5 * rng.normal(seed, rng.HANDLE, t, idx))))
-    agent = np.floor(rng.uniform(seed, rng.AGENT, t, idx) * len(w.agent_tier)).astype(np.int64)
-    tier = w.agent_tier[agent]
+                          w.mean_wait[t] * factor * -np.log(rng.uniform(seed, rng.WAIT, t, ir)))
+    handle = np.minimum(3000, np.round(60 + 300 * np.exp(0.5 * rng.normal(seed, rng.HANDLE, t, ir))))
+    agent_r = np.floor(rng.uniform(seed, rng.AGENT, t, ir) * len(w.agent_tier)).astype(np.int64)
+    tier = w.agent_tier[agent_r]
     logit = (np.log(cfg.p_unresolved / (1 - cfg.p_unresolved)) + 0.5 * (tier == 1) - 0.4 * (tier == 3)
-             + w.agent_sloppiness[agent] + 0.3 * np.isin(reason, (R_ERROR, R_NOT_UNDERSTOOD)))
-    u_res = rng.uniform(seed, rng.RESOLUTION, t, idx)
-    unresolved = u_res < expit(logit)
-    escalated = ~unresolved & (u_res > 1 - cfg.p_escalated) & (tier < 3)
-    p_intent = expit(-3.0 + 3.0 * shock * s + 1.5 * (0.5 - pat) + 0.8 * (tenure < 6)
-                     + 0.5 * pop.log_frailty[idx] / max(cfg.frailty_sd, 1e-9))
-    intent = (reason == R_CANCEL) | (rng.uniform(seed, rng.INTENT, t, idx) < p_intent)
-    return Contacts(has=has, reason=reason, channel=channel, day=day, second=second,
-                    wait_seconds=wait_seconds, handle_seconds=handle.astype(np.int64), agent=agent,
-                    unresolved=unresolved & has, escalated=escalated & has, intent=intent & has)
+             + w.agent_sloppiness[agent_r] + 0.3 * np.isin(reason_r, (R_ERROR, R_NOT_UNDERSTOOD)))
+    u_res = rng.uniform(seed, rng.RESOLUTION, t, ir)
+    unresolved_r = u_res < expit(logit)
+    escalated_r = ~unresolved_r & (u_res > 1 - cfg.p_escalated) & (tier < 3)
+    p_intent = expit(-3.0 + 3.0 * shock[r] * s[r] + 1.5 * (0.5 - pat[r]) + 0.8 * (tenure[r] < 6)
+                     + 0.5 * pop.log_frailty[ir] / max(cfg.frailty_sd, 1e-9))
+    intent_r = (reason_r == R_CANCEL) | (rng.uniform(seed, rng.INTENT, t, ir) < p_intent)
+
+    def full(values, dtype, default=0):
+        out = np.full(n, default, dtype=dtype)
+        out[r] = values
+        return out
+
+    return Contacts(
+        has=has, reason=full(reason_r, np.int64), channel=full(channel_r, np.int64),
+        day=full(2 + np.floor(rng.uniform(seed, rng.DAY, t, ir) * 27), np.int64, 2),
+        second=full(8 * 3600 + np.floor(rng.uniform(seed, rng.TIME, t, ir) * 12 * 3600), np.int64),
+        wait_seconds=full(np.round(wait_min * 60), np.int64), handle_seconds=full(handle, np.int64),
+        agent=full(agent_r, np.int64), unresolved=full(unresolved_r, bool, False),
+        escalated=full(escalated_r, bool, False), intent=full(intent_r, bool, False))
 
 
-def eligibility(st: State, w: World, pop: Population, c: Contacts, t: int) -> np.ndarray:
+def eligibility(st: State, w: World, pop: Population, c: Contacts, t: int,
+                rows: np.ndarray | None = None) -> np.ndarray:
     """(rows, offers) bool: may the customer get each offer at this contact (any agent tier).
+
+    ``rows`` restricts the answer to some rows of the state (default: all).
 
     Notes
     -----
@@ -173,23 +187,23 @@ def eligibility(st: State, w: World, pop: Population, c: Contacts, t: int) -> np
     ``cooldown_months`` months before; for percent and free-month offers no discount covering
     this month (the first period not yet invoiced); for a plan move a plan of lower rank.
     """
-    idx = st.idx
-    n_off = w.n_offers
+    rows = np.arange(len(st)) if rows is None else rows
+    idx = st.idx[rows]
+    day, reason, gsec = c.day[rows], c.reason[rows], c.grant_second[rows]
     sm, sd = pop.signup_month[idx], pop.signup_day[idx]
-    gsec = c.grant_second
-    elig = np.zeros((len(st), n_off), dtype=bool)
-    disc_active = (st.disc_first <= t) & (t < st.disc_end)
-    for o in range(n_off):
+    elig = np.zeros((len(rows), w.n_offers), dtype=bool)
+    disc_active = (st.disc_first[rows] <= t) & (t < st.disc_end[rows])
+    base = c.has[rows] & st.alive[rows]
+    for o in range(w.n_offers):
         k = w.offer_tenure[o]
-        tenure_ok = (t > sm + k) | ((t == sm + k) & (c.day >= sd))
-        reason_ok = w.offer_reason_ok[o][c.reason]
+        tenure_ok = (t > sm + k) | ((t == sm + k) & (day >= sd))
         cool = w.offer_cooldown[o]
-        cooling = (cool > 0) & (st.last_grant[:, o] > ts_key(t - cool, c.day, gsec))
-        ok = c.has & st.alive & tenure_ok & reason_ok & ~cooling
+        cooling = (cool > 0) & (st.last_grant[rows, o] > ts_key(t - cool, day, gsec))
+        ok = base & tenure_ok & w.offer_reason_ok[o][reason] & ~cooling
         if w.offer_kind[o] in (PCT, FREE):
             ok &= ~disc_active
         if w.offer_kind[o] == MOVE:
-            ok &= st.plan > 0
+            ok &= st.plan[rows] > 0
         elig[:, o] = ok
     return elig
 
@@ -197,39 +211,47 @@ def eligibility(st: State, w: World, pop: Population, c: Contacts, t: int) -> np
 def decide(st: State, w: World, pop: Population, c: Contacts, t: int) -> Decision:
     """The option taken at each contact: the holdout's random arm, or the agent's choice."""
     cfg, seed = w.config, w.config.seed
-    idx = st.idx
     n = len(st)
-    elig = eligibility(st, w, pop, c, t)
+    r = np.flatnonzero(c.has)                      # decisions happen at contacts only
+    idx = st.idx[r]
+    elig = eligibility(st, w, pop, c, t, r)
     n_elig = elig.sum(axis=1)
-    option = np.full(n, NONE, dtype=np.int64)
-    holdout = c.has & (n_elig > 0) & (rng.uniform(seed, rng.HOLDOUT, t, idx) < cfg.holdout_share)
+    option = np.full(len(r), NONE, dtype=np.int64)
+    holdout = (n_elig > 0) & (rng.uniform(seed, rng.HOLDOUT, t, idx) < cfg.holdout_share)
     # holdout: arm k in 0..n_elig, 0 = no offer, k = the k-th eligible offer in catalogue order
     arm = np.floor(rng.uniform(seed, rng.HOLDOUT_ARM, t, idx) * (n_elig + 1)).astype(np.int64)
-    rank = np.cumsum(elig, axis=1)
-    pick = elig & (rank == arm[:, None])
+    pick = elig & (np.cumsum(elig, axis=1) == arm[:, None])
     chosen = np.where(pick.any(axis=1), pick.argmax(axis=1), NONE)
     option[holdout] = chosen[holdout]
     # agents
-    tier = w.agent_tier[c.agent]
+    agent, reason, intent = c.agent[r], c.reason[r], c.intent[r]
+    tier = w.agent_tier[agent]
     allowed = elig & (tier[:, None] >= w.offer_tier[None, :])
     tenure = t - pop.signup_month[idx]
-    logit = (cfg.offer_base + w.agent_generosity[c.agent] + cfg.offer_intent * c.intent
-             + cfg.offer_cancel_request * (c.reason == R_CANCEL)
-             + cfg.offer_bill_reason * np.isin(c.reason, (R_HIGHER, R_CHEAPER))
-             + cfg.offer_error_reason * (c.reason == R_ERROR)
-             + cfg.offer_high_plan * (st.plan >= 2) + cfg.offer_new_customer * (tenure < 6)
-             + cfg.offer_per_prior_grant * np.minimum(st.n_grants, 3))
-    gives = c.has & ~holdout & allowed.any(axis=1) & (rng.uniform(seed, rng.OFFER, t, idx) < expit(logit))
-    score = w.agent_habit[c.agent].copy()
+    logit = (cfg.offer_base + w.agent_generosity[agent] + cfg.offer_intent * intent
+             + cfg.offer_cancel_request * (reason == R_CANCEL)
+             + cfg.offer_bill_reason * np.isin(reason, (R_HIGHER, R_CHEAPER))
+             + cfg.offer_error_reason * (reason == R_ERROR)
+             + cfg.offer_high_plan * (st.plan[r] >= 2) + cfg.offer_new_customer * (tenure < 6)
+             + cfg.offer_per_prior_grant * np.minimum(st.n_grants[r], 3))
+    gives = ~holdout & allowed.any(axis=1) & (rng.uniform(seed, rng.OFFER, t, idx) < expit(logit))
+    score = w.agent_habit[agent].copy()
     for o, code in enumerate(w.offer_codes):
-        for r, v in AFFINITY.get(code, {}).items():
-            score[:, o] += v * (c.reason == r)
-        score[:, o] += INTENT_AFFINITY.get(code, 0.0) * c.intent
+        for reason_code, v in AFFINITY.get(code, {}).items():
+            score[:, o] += v * (reason == reason_code)
+        score[:, o] += INTENT_AFFINITY.get(code, 0.0) * intent
         score[:, o] -= np.log(-np.log(rng.uniform(seed, rng.OFFER_CHOICE, t, idx, slot=o)))
     score[~allowed] = -np.inf
-    best = score.argmax(axis=1)
+    best = score.argmax(axis=1) if len(r) else np.zeros(0, dtype=np.int64)
     option[gives] = best[gives]
-    return Decision(option=option, holdout=holdout, eligible=elig, agent_tier=tier)
+    full_option = np.full(n, NONE, dtype=np.int64)
+    full_option[r] = option
+    full_holdout = np.zeros(n, dtype=bool)
+    full_holdout[r] = holdout
+    full_elig = np.zeros((n, w.n_offers), dtype=bool)
+    full_elig[r] = elig
+    return Decision(option=full_option, holdout=full_holdout, eligible=full_elig,
+                    agent_tier=w.agent_tier[c.agent])
 
 
 def offer_effect(w: World, pop: Population, idx: np.ndarray, option: np.ndarray,
