@@ -233,16 +233,23 @@ def result(res) -> bool:
 
 
 class Progress:
-    """A progress bar usable as a ``progress(done, total, label)`` or ``progress(fraction, label)``
-    callback (the simulator, importers, model training)."""
+    """A progress bar usable as a callback of long work: ``progress(done, total, label)`` (the simulator,
+    importers), ``progress(fraction, label)``, or ``progress(label)`` once per step when ``steps`` is
+    given (model training)."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, steps: int | None = None):
         self.text = text
+        self.steps = steps
+        self.step = 0
         self.bar = st.progress(0.0, text=text)
 
     def __call__(self, *args, **kwargs) -> None:
         label = kwargs.get("label") or kwargs.get("text")
-        if len(args) >= 2 and isinstance(args[1], (int, float)) and not isinstance(args[1], bool):
+        if args and isinstance(args[0], str):
+            self.step += 1
+            label = args[0]
+            fraction = self.step / self.steps if self.steps else 0.5
+        elif len(args) >= 2 and isinstance(args[1], (int, float)) and not isinstance(args[1], bool):
             done, total = args[0], args[1]
             fraction = float(done) / float(total) if total else 1.0
             if len(args) >= 3:
@@ -254,7 +261,8 @@ class Progress:
         else:
             fraction = 1.0
         fraction = min(max(fraction, 0.0), 1.0)
-        self.bar.progress(fraction, text=f"{self.text} {label or ''} ({fraction:.0%})".replace("  ", " "))
+        self.bar.progress(fraction, text=f"{self.text}: {label} ({fraction:.0%})" if label
+                          else f"{self.text} ({fraction:.0%})")
 
     def done(self) -> None:
         self.bar.empty()

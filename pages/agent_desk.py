@@ -196,84 +196,92 @@ if fair is not None:
     if not fair.billing_errors.empty:
         _ui.table(fair.billing_errors, f"billing-errors-{customer['account_number']}", "desk_dl_errors")
 
-# 6. Churn risk ------------------------------------------------------------------------------------
-st.subheader("Churn risk")
-risk_fn = _ui.function("models.churn_risk", "customer_risk")
-if risk_fn is None:
-    _ui.not_available("The churn risk", "the churn model is not built yet (models.churn_risk); "
-                                        "then an administrator trains it with `python cli.py train`")
-else:
-    risk = risk_fn(con, cid, as_of=as_of)
-    if risk is None:
-        _ui.not_available("The churn risk", "no trained model yet: an administrator runs `python cli.py train`")
-    else:
-        st.metric("Probability of leaving in the next months", f"{risk.probability:.0%}")
-        _ui.chart(fp.risk_reasons_figure(risk.reasons), "desk_risk")
-
-# 7. The call and the offers -----------------------------------------------------------------------
+# 6. The call: what it is about decides the offers ------------------------------------------------
 st.subheader("This call")
 c1, c2, c3 = st.columns(3)
 reason = c1.selectbox("What is the call about?", list(REASONS), format_func=REASONS.get, key="desk_reason")
 channel = c2.selectbox("Channel", CHANNELS, key="desk_channel")
 intent = c3.checkbox("Says they will cancel", key="desk_intent")
 
-st.markdown("**Offers**")
+# 7. Churn risk and recommended offers (models), or eligibility and authority alone ---------------
 at = _ui.now()
-recommend = _ui.function("models.recommender", "recommend_offers")
-list_offers = _ui.function("billing.manage_catalogue", "list_offers")
-offers = None
-if recommend is not None:
-    offers = recommend(con, cid, reason=reason, agent_id=me["user_id"], at=at)
-elif list_offers is not None:
-    catalogue = list_offers(con)
-    if not catalogue.empty:
+catalogue = _ui.cached("analytics.discounts", "offer_catalogue")
+catalogue = catalogue[catalogue["is_active"].astype(bool)]
+recommendation, no_model = None, None
+if _ui.function("models.recommender", "recommend") is not None:
+    unavailable = _ui.function("models.registry", "ModelUnavailable") or ()
+    try:
+        recommendation = _ui.cached("models.recommender", "recommend", customer_id=cid, reason=reason,
+                                    at=at.replace(second=0), is_intent_to_cancel=intent, agent_id=me["user_id"])
+    except unavailable as exc:
+        no_model = str(exc)
+else:
+    no_model = "the models (models.recommender) are not installed"
+
+st.subheader("Churn risk")
+if recommendation is not None and recommendation.churn_risk is not None:
+    st.metric("Probability of leaving within 90 days", f"{recommendation.churn_risk:.0%}")
+    _ui.chart(fp.risk_reasons_figure(recommendation.risk_reasons), "desk_risk")
+elif recommendation is not None:
+    _ui.empty(" ".join(recommendation.notes) or "No churn-risk model yet: an administrator retrains the models "
+                                                "on the Data & models page.")
+else:
+    _ui.not_available("The churn risk", f"{no_model}; an administrator trains the models on the Data & models "
+                                        "page (or runs `python cli.py train`)")
+
+st.subheader("Offers")
+if recommendation is not None:
+    st.info(recommendation.message, icon=":material/recommend:")
+    options = recommendation.options.merge(catalogue[["offer_id", "code"]], on="code", how="left")
+    offers = options.rename(columns={"eligibility_message": "message"})
+    shown_cols = ["name", "status", "eligible", "needs_tier", "uplift", "net_value_cents", "message"]
+else:
+    if catalogue.empty:
+        offers = pd.DataFrame(columns=["offer_id", "name", "eligible", "may_grant", "needs_tier", "message"])
+    else:
         checked = offer_eligibility(con, pd.DataFrame({"customer_id": cid, "offer_id": catalogue["offer_id"],
                                                        "at": at, "reason": reason,
                                                        "agent_tier": me.get("agent_tier") or 0}))
-        offers = checked.merge(catalogue[["offer_id", "code", "name"]], on="offer_id", how="left")
-if offers is None:
-    _ui.not_available("The list of offers", "waiting for billing.manage_catalogue.list_offers "
-                                            "(and later models.recommender.recommend_offers)")
-    offers = pd.DataFrame(columns=["offer_id", "code", "name", "eligible", "may_grant", "needs_tier", "message"])
+        offers = checked.drop(columns=["kind"]).merge(catalogue[["offer_id", "code", "name", "kind"]],
+                                                      on="offer_id", how="left")
+    shown_cols = ["name", "eligible", "needs_tier", "message"]
+if offers.empty:
+    _ui.empty("The offer catalogue is empty: an administrator defines offers before agents can grant them.")
 else:
     view = offers.assign(authority=offers["may_grant"].map({True: "you may grant", False: "needs a supervisor"}))
-    cols = [c for c in ("name", "eligible", "authority", "needs_tier", "expected_net_value_cents", "message")
-            if c in view.columns]
+    cols = [c for c in shown_cols[:2] + ["authority"] + shown_cols[2:] if c in view.columns]
     st.dataframe(view[cols], hide_index=True, width="stretch")
-    if not offers["eligible"].any():
+    if not offers["eligible"].astype(bool).any():
         _ui.empty("No offer is eligible for this customer and reason; resolve the call without one.")
 
 with st.expander("Change of plan: preview the month of the change"):
-    list_plans = _ui.function("billing.manage_catalogue", "list_plans")
-    if list_plans is None:
-        _ui.not_available("The plan list", "waiting for billing.manage_catalogue.list_plans")
+    plans = dict(_ui.cached("analytics.overview", "filter_options")["plan"])
+    p1, p2 = st.columns(2)
+    new_plan = p1.selectbox("New plan", list(plans), format_func=plans.get, key="desk_new_plan")
+    effective = p2.date_input("From", value=as_of, key="desk_plan_from")
+    preview = preview_plan_change(con, cid, int(new_plan), effective) if new_plan is not None else None
+    if preview is None:
+        _ui.empty("No plans are defined.")
+    elif not preview.ok:
+        st.warning(preview.message)
     else:
-        plans = list_plans(con, as_of=as_of)
-        names = dict(zip(plans["plan_id"].astype(int), plans["name"]))
-        p1, p2 = st.columns(2)
-        new_plan = p1.selectbox("New plan", list(names), format_func=names.get, key="desk_new_plan")
-        effective = p2.date_input("From", value=as_of, key="desk_plan_from")
-        preview = preview_plan_change(con, cid, int(new_plan), effective)
-        if not preview.ok:
-            st.warning(preview.message)
-        else:
-            pv = preview["preview"]
-            st.write(preview.message)
-            st.dataframe(pd.DataFrame({
-                "": [pv.old_plan_name, pv.new_plan_name, "with the change", "without it"],
-                "days": [pv.old_days, pv.new_days, pv.old_days + pv.new_days, None],
-                "monthly price": [format_cents(pv.old_monthly_price_cents, pv.currency),
-                                  format_cents(pv.new_monthly_price_cents, pv.currency), None, None],
-                "plan charge": [format_cents(v, pv.currency) for v in (pv.old_charge_cents, pv.new_charge_cents,
-                                                                        pv.total_cents, pv.without_change_cents)]}),
-                hide_index=True)
-            agree = st.checkbox("The customer agrees to the change", key="desk_plan_agree")
-            if st.button("Change the plan", disabled=not agree, key="desk_plan_go"):
-                done = change_plan(con, customer_id=cid, new_plan_id=int(new_plan), effective_date=effective,
-                                   at=_ui.now(), user_id=me["user_id"])
-                _ui.result(done)
-                if done.ok:
-                    _ui.data_changed()
+        pv = preview["preview"]
+        st.write(preview.message)
+        st.dataframe(pd.DataFrame({
+            "": [pv.old_plan_name, pv.new_plan_name, "with the change", "without it"],
+            "days": [pv.old_days, pv.new_days, pv.old_days + pv.new_days, None],
+            "monthly price": [format_cents(pv.old_monthly_price_cents, pv.currency),
+                              format_cents(pv.new_monthly_price_cents, pv.currency), None, None],
+            "plan charge": [format_cents(v, pv.currency) for v in (pv.old_charge_cents, pv.new_charge_cents,
+                                                                    pv.total_cents, pv.without_change_cents)]}),
+            hide_index=True)
+        agree = st.checkbox("The customer agrees to the change", key="desk_plan_agree")
+        if st.button("Change the plan", disabled=not agree, key="desk_plan_go"):
+            done = change_plan(con, customer_id=cid, new_plan_id=int(new_plan), effective_date=effective,
+                               at=_ui.now(), user_id=me["user_id"])
+            _ui.result(done)
+            if done.ok:
+                _ui.data_changed()
 
 # 8. Record the contact, then grant (or ask a supervisor) -----------------------------------------
 st.subheader("Record the call")

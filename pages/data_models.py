@@ -140,23 +140,36 @@ with tab_import:
 
 # Models -------------------------------------------------------------------------------------------
 with tab_models:
-    status = _ui.function("models.registry", "model_status")
-    train = _ui.function("models.registry", "train_all")
-    if status is None:
-        _ui.not_available("Model status", "the model registry (models.registry.model_status) is not built yet; "
-                                          "then train with `python cli.py train`")
+    list_models = _ui.function("models.registry", "list_models")
+    train = _ui.function("models.registry", "train_models")
+    if list_models is None:
+        _ui.not_available("Model status", "the model registry (models.registry) is not installed")
     else:
-        models = status(con)
+        models = list_models(con=con)
         if models.empty:
-            _ui.empty("No model trained yet: press Retrain (or run `python cli.py train`).")
+            _ui.empty("No model trained yet: press Retrain (or run `python cli.py train`). The agent desk shows "
+                      "churn risk and recommended offers once they are trained.")
         else:
-            _ui.table(models, "models", "dl_models")
-        if train is not None and st.button("Retrain the models", key="models_train", icon=":material/model_training:"):
-            progress = _ui.Progress("Training")
-            outcome = train(con, as_of=as_of, progress=progress)
-            progress.done()
-            st.success(getattr(outcome, "message", "models retrained"))
-            _ui.data_changed()
+            view = models.assign(metrics=models["metrics"].map(lambda m: ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in (m or {}).items()
+                if not isinstance(v, (dict, list)))))
+            _ui.table(view, "models", "dl_models")
+        if train is not None and st.button("Retrain the models", key="models_train",
+                                           icon=":material/model_training:"):
+            steps = _ui.function("models.registry", "TRAIN_STEPS") or 10
+            progress = _ui.Progress("Training", steps=steps)
+            try:
+                report = train(con, at=_ui.now(), progress=progress)
+            except ValueError as exc:
+                progress.done()
+                st.error(f"Cannot train: {exc}")
+            else:
+                progress.done()
+                st.success("Trained and saved: " + ", ".join(f"{kind} ({rec.model_id})"
+                                                             for kind, rec in report.records.items()))
+                for line in report.notes:
+                    st.caption(line)
+                _ui.data_changed()
 
 # Users --------------------------------------------------------------------------------------------
 with tab_users:

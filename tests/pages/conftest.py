@@ -59,8 +59,11 @@ def imported(imported_master, tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def app(monkeypatch):
-    """``app(db, login=None)``: a started AppTest on ``db``, signed in as ``login`` when given."""
+def app(monkeypatch, tmp_path):
+    """``app(db, login=None)``: a started AppTest on ``db``, signed in as ``login`` when given.
+    The model registry is a private empty folder (no model trained) unless a test trains one."""
+    monkeypatch.setenv("RETENTION_MODELS", str(tmp_path / "models"))
+
     def make(db: Path, login: str | None = None):
         monkeypatch.setenv("RETENTION_DB", str(db))
         at = start_app()

@@ -10,8 +10,7 @@ import pytest
 from data.db import connect
 from data.money import format_invoice_number
 from pages._ui import PAGES
-from tests.pages.worlds import (chart_titles, charts, choose, open_page, stand_in_missing_contracts, submit, texts,
-                                values)
+from tests.pages.worlds import chart_titles, charts, choose, open_page, submit, texts, values
 
 DESK = PAGES["agent_desk"].path
 INVOICING = PAGES["invoicing"].path
@@ -70,8 +69,7 @@ def _account_shown(at) -> bool:
 
 
 @pytest.fixture()
-def desk(fresh_world, app, monkeypatch):
-    stand_in_missing_contracts(monkeypatch)
+def desk(fresh_world, app):
     at = app(fresh_world, "agent")
     open_page(at, DESK)
     return at, fresh_world
@@ -196,3 +194,47 @@ def test_a_bad_amount_is_a_one_line_error(desk):
     _verify(at, postcode="1", amount="twelve")
     assert len(at.error) == 1 and "amount" in at.error[0].value.lower()
     assert not _account_shown(at)
+
+
+def test_churn_risk_and_recommended_offers_from_the_models(desk, monkeypatch):
+    """With trained models the desk shows the recommender's answer: the risk with its reasons, the ranked
+    offers with their status, and the grant goes through the offer the agent picks (a recommendation in
+    the shape of models.recommender.Recommendation stands in for a trained model here)."""
+    import types
+
+    import pandas as pd
+
+    from models import recommender
+    at, db = desk
+    caller = _caller(db)
+    pct = _offer(db, "pct10_3m")
+    options = pd.DataFrame({
+        "rank": [1, 2], "code": ["pct10_3m", "pct50_12m"], "name": ["10% off for 3 months", "50% off for 12 months"],
+        "kind": ["percent_off", "percent_off"], "eligible": [True, False], "why_not": [None, "reason_not_eligible"],
+        "eligibility_message": ["eligible for pct10_3m", "only for cancel requests"], "may_grant": [True, False],
+        "needs_tier": [1, 3], "uplift": [0.04, None], "net_value_cents": [1200.0, None],
+        "status": ["recommended", "not_eligible"]})
+    calls = []
+
+    def fake(con, *, customer_id, reason, at, is_intent_to_cancel=False, agent_id=None, **kw):
+        calls.append((customer_id, reason, agent_id))
+        return types.SimpleNamespace(
+            churn_risk=0.31, message="Offer 10% off for 3 months: it pays for this customer.", options=options,
+            risk_reasons=pd.DataFrame({"rank": [1], "feature": ["bill_change_pct"], "value": [12.0],
+                                       "reference": [0.0], "delta": [0.06]}), notes=())
+    monkeypatch.setattr(recommender, "recommend", fake)
+    _search_and_take(at, caller["account_number"])
+    _verify(at, postcode=caller["postcode"], amount=f"{caller['last_total'] / 100:.2f}")
+    assert calls and calls[-1] == (caller["customer_id"], "bill_higher_than_expected",
+                                   at.session_state["auth.user"]["user_id"])
+    page = texts(at)
+    assert "31%" in page and "it pays for this customer" in page
+    assert "Why this risk" in chart_titles(at)
+    table = next(d.value for d in at.dataframe if "authority" in d.value.columns)
+    assert table["status"].tolist() == ["recommended", "not_eligible"]
+    submit(at, "desk_record", "Record the call")
+    assert at.selectbox(key="desk_offer").options == ["10% off for 3 months (tier 1+)"]
+    at.checkbox(key="desk_offer_agree").check().run()
+    at.button(key="desk_grant").click().run()
+    assert "the next invoice shows it" in texts(at)
+    assert _query(db, "SELECT offer_id FROM offer_grants WHERE customer_id = ?", [caller["customer_id"]]) == [(pct,)]

@@ -27,19 +27,6 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed "
                                  "(apt-get install chromium); the browser test never downloads one")]
 
-# The server is started through this launcher so that contracts other parts have not delivered yet get
-# the same stand-ins as the AppTest tests (tests/pages/worlds.py); the real functions win when present.
-LAUNCHER = """
-import importlib, sys
-from tests.pages import worlds
-for (module, name), fn in worlds.STAND_INS.items():
-    mod = importlib.import_module(module)
-    if not hasattr(mod, name):
-        setattr(mod, name, fn)
-from streamlit.web.cli import main
-sys.argv = ["streamlit", "run", "app.py"] + sys.argv[1:]
-main()
-"""
 
 
 def _free_port() -> int:
@@ -51,12 +38,13 @@ def _free_port() -> int:
 @pytest.fixture()
 def server(fresh_world, tmp_path):
     port = _free_port()
-    env = {**os.environ, "RETENTION_DB": str(fresh_world), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "RETENTION_DB": str(fresh_world), "PYTHONPATH": str(ROOT),
+           "RETENTION_MODELS": str(tmp_path / "models")}
     env.pop("RETENTION_TODAY", None)
     log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "--server.port", str(port), "--server.headless",
-                             "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 

@@ -207,43 +207,6 @@ def downloads(at: AppTest) -> list:
     return list(at.get("download_button"))
 
 
-# ------------------------------------------------------------------------------------------------
-# Contracts the pages call that other parts provide. While a part is missing, the tests stand in
-# for it with the obvious implementation (installed only when the real one is absent), so the pages'
-# own logic is exercised; the real function replaces it as soon as it exists.
-# ------------------------------------------------------------------------------------------------
-
-
-def _list_offers(con, *, active_only: bool = True) -> pd.DataFrame:
-    return con.execute("SELECT offer_id, code, name, kind, percent_off, credit_cents, cycles, min_tier, is_active "
-                       "FROM offers WHERE is_active OR NOT ? ORDER BY offer_id", [active_only]).df()
-
-
-def _list_plans(con, *, as_of: dt.date) -> pd.DataFrame:
-    return con.execute("""
-        SELECT p.plan_id, p.code, p.name, p.rank, pp.monthly_price_cents, p.is_active
-        FROM plans p JOIN plan_prices pp USING (plan_id)
-        WHERE pp.effective_from <= ? AND p.is_active
-        QUALIFY row_number() OVER (PARTITION BY p.plan_id ORDER BY pp.effective_from DESC) = 1
-        ORDER BY p.rank""", [as_of]).df()
-
-
-STAND_INS = {("billing.manage_catalogue", "list_offers"): _list_offers,
-             ("billing.manage_catalogue", "list_plans"): _list_plans}
-
-
-def stand_in_missing_contracts(monkeypatch) -> list[str]:
-    """Install the stand-ins whose real function does not exist yet; returns their names."""
-    import importlib
-    installed = []
-    for (module, name), fn in STAND_INS.items():
-        mod = importlib.import_module(module)
-        if not hasattr(mod, name):
-            monkeypatch.setattr(mod, name, fn, raising=False)
-            installed.append(f"{module}.{name}")
-    return installed
-
-
 def values(data) -> list:
     """A plotly data array as a list: plotly 6 writes numeric arrays as base64 typed arrays."""
     if isinstance(data, dict) and "bdata" in data:
