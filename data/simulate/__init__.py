@@ -5,6 +5,8 @@ records the truth it built in (``sim_*`` tables). ``DEFAULT_DEMO`` is the app's 
 ``DEMO_USERS`` its sign-ins.
 """
 from data.simulate.build import WorldSummary, build_world
-from data.simulate.config import DEFAULT_DEMO, DEMO_USERS, OfferSpec, PlanSpec, SimConfig
+from data.simulate.config import (DEFAULT_DEMO, DEMO_USERS, OfferSpec, PlanSpec, SimConfig, default_start,
+                                  demo_config)
 
-__all__ = ["build_world", "WorldSummary", "SimConfig", "PlanSpec", "OfferSpec", "DEFAULT_DEMO", "DEMO_USERS"]
+__all__ = ["build_world", "WorldSummary", "SimConfig", "PlanSpec", "OfferSpec", "DEFAULT_DEMO", "DEMO_USERS",
+           "default_start", "demo_config"]

@@ -11,17 +11,9 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from billing.pricing import add_months
 from data.db import DatabaseError, connect, resolve_path
 from data.simulate.build import build_world
-from data.simulate.config import DEFAULT_DEMO, DEMO_USERS
-
-
-def default_start(months: int, today: dt.date) -> str:
-    """``YYYY-MM`` of the first month of a ``months``-month world that ends with the last full month
-    before ``today``."""
-    first = add_months(today.replace(day=1), -int(months))
-    return f"{first:%Y-%m}"
+from data.simulate.config import DEFAULT_DEMO, DEMO_USERS, default_start
 
 
 def add_demo_command(subparsers) -> argparse.ArgumentParser:

@@ -244,8 +244,21 @@ class SimConfig:
                 raise ValueError(f"price rise for unknown plan {code!r}")
 
 
-# The app's default world: built in well under a minute on a 2-core machine (see docs/SIMULATION.md).
+# The app's default world: about 45 s of CPU on the 2-core machine (see docs/SIMULATION.md).
 DEFAULT_DEMO = SimConfig(customers=20_000, months=36, start="2023-01", seed=7)
+
+
+def default_start(months: int, today: dt.date) -> str:
+    """``YYYY-MM`` of the first month of a ``months``-month world that ends with the last full month
+    before ``today`` (callers above ``data/`` pass today's date; nothing here reads the clock)."""
+    index = today.year * 12 + today.month - 1 - int(months)
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def demo_config(today: dt.date, **changes) -> SimConfig:
+    """:data:`DEFAULT_DEMO` (with ``changes``) ending with the last full month before ``today``."""
+    months = changes.get("months", DEFAULT_DEMO.months)
+    return DEFAULT_DEMO.replace(**{"start": default_start(months, today), **changes})
 
 
 @dataclass(frozen=True)
