@@ -355,7 +355,7 @@ class ChurnRiskFit:
     model : ChurnRiskModel
         Gradient boosting refitted on every labelled snapshot (the deployed model).
     baseline : ChurnRiskModel
-        The logistic baseline, refitted likewise.
+        The logistic baseline as validated (fitted on the training snapshots only).
     metrics : dict
         ``{"hgb": {...}, "logistic": {...}}`` on the test snapshots (:func:`classification_metrics`)
         of models fitted on the training snapshots only.
@@ -415,7 +415,7 @@ def fit_churn_risk(con, *, horizon_days: int = 90, test_months: int = 3, max_sna
     -----
     Validation is by time: models are fitted on the training snapshots (labels complete before
     the first test snapshot) and scored on the later test snapshots; the reported metrics are
-    those. The deployed models are then refitted on all the snapshots.
+    those. The deployed gradient boosting model is then refitted on all the snapshots.
     """
     say = progress or (lambda label: None)
     snaps = F.monthly_snapshots(con, horizon_days=horizon_days)
@@ -436,12 +436,13 @@ def fit_churn_risk(con, *, horizon_days: int = 90, test_months: int = 3, max_sna
     is_train = when.isin(pd.to_datetime(train_s)).to_numpy()
     is_test = when.isin(pd.to_datetime(test_s)).to_numpy()
     X, y = frame[list(F.FEATURES)], frame["churned"].to_numpy()
-    metrics, cal = {}, []
+    metrics, cal, fitted = {}, [], {}
     kinds = {"hgb": dict(kind="hgb", categorical=F.CATEGORICAL, **(hgb_params or {})),
              "logistic": dict(kind="logistic", categorical=F.CATEGORICAL)}
     for name, params in kinds.items():
         say(f"validate {name}")
         m = ChurnRiskModel(**params).fit(X[is_train], y[is_train])
+        fitted[name] = m
         p = m.predict_proba(X[is_test])[:, 1]
         metrics[name] = classification_metrics(y[is_test], p)
         c = calibration_table(y[is_test], p)
@@ -449,7 +450,7 @@ def fit_churn_risk(con, *, horizon_days: int = 90, test_months: int = 3, max_sna
         cal.append(c)
     say("refit on all snapshots")
     model = ChurnRiskModel(**kinds["hgb"]).fit(X, y)
-    baseline = ChurnRiskModel(**kinds["logistic"]).fit(X, y)
+    baseline = fitted["logistic"]
     window = (used[0], (pd.Timestamp(used[-1]) + pd.Timedelta(days=int(horizon_days) - 1)).date())
     return ChurnRiskFit(model=model, baseline=baseline, metrics=metrics,
                         calibration=pd.concat(cal, ignore_index=True), train_snapshots=list(train_s),

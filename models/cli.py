@@ -66,7 +66,7 @@ def _now() -> dt.datetime:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.registry import TRAIN_STEPS, train_models
     try:
-        con = connect(args.db, create=False)
+        con = connect(args.db, create=False, read_only=True)     # training only reads
     except DatabaseError as exc:
         return _error(str(exc), EXIT_BAD_INPUT)
     bar = None

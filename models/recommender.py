@@ -30,14 +30,13 @@ from data.money import format_cents
 from models import features as F
 from models import registry
 from models.churn_risk import ChurnRiskModel
-from models.uplift import OfferUpliftModel
+from models.uplift import RULES, OfferUpliftModel, pays_mask
 
 __all__ = ["Recommendation", "RecommenderModels", "RecommendError", "recommend", "load_models", "score_contacts",
            "choose_offers", "OPTION_COLUMNS", "RULES"]
 
-RULES = ("lower", "point")
 OPTION_COLUMNS = ("rank", "code", "name", "kind", "eligible", "why_not", "eligibility_message", "may_grant",
-                  "needs_tier", "has_estimate", "uplift", "uplift_lo", "uplift_hi", "expected_cost_cents",
+                  "needs_tier", "has_estimate", "proven", "uplift", "uplift_lo", "uplift_hi", "expected_cost_cents",
                   "value_cents", "net_value_cents", "net_lo_cents", "net_hi_cents", "pays", "status")
 
 
@@ -138,8 +137,9 @@ class Recommendation:
     options : pandas.DataFrame
         One row per catalogue offer, ranked (columns :data:`OPTION_COLUMNS`): ``status`` is
         ``recommended``, ``pays`` (pays, not the first choice), ``needs_supervisor`` (pays, beyond the
-        agent's tier), ``does_not_pay``, ``no_estimate`` (too few past grants to estimate) or
-        ``not_eligible`` (``why_not`` says why).
+        agent's tier), ``unproven`` (pays on this customer's estimate, but offering it by the rule
+        has not paid on past contacts), ``does_not_pay``, ``no_estimate`` (too few past grants to
+        estimate) or ``not_eligible`` (``why_not`` says why).
     model_ids : dict
     notes : tuple of str
     """
@@ -193,7 +193,7 @@ class Recommendation:
 
 
 def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.DataFrame | None = None,
-                   agent_tier: int | None = None, rule: str = "lower") -> pd.DataFrame:
+                   agent_tier: int | None = None, rule: str = "lower", require_evidence: bool = True) -> pd.DataFrame:
     """Expected uplift, cost and net value of every offer for every contact.
 
     Parameters
@@ -209,13 +209,16 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
         ``may_grant`` = tier >= the offer's ``min_tier``; None: every tier allowed (the business's
         policy, escalating when needed).
     rule : {"lower", "point"}, default "lower"
-        When an offer pays: ``lower``: ``net_lo > 0``; ``point``: ``net > 0``.
+        When an offer pays for this contact: ``lower``: ``net_lo > 0``; ``point``: ``net > 0``.
+    require_evidence : bool, default True
+        Only offers whose targeting by ``rule`` paid on the training contacts can pay
+        (:meth:`models.uplift.OfferUpliftModel.proven`).
 
     Returns
     -------
     pandas.DataFrame
         One row per (contact row, offer): ``row``, ``code``, ``eligible``, ``has_estimate``,
-        ``uplift``, ``uplift_lo``, ``uplift_hi``, ``expected_cost_cents``, ``value_cents``,
+        ``proven``, ``uplift``, ``uplift_lo``, ``uplift_hi``, ``expected_cost_cents``, ``value_cents``,
         ``net_value_cents``, ``net_lo_cents``, ``net_hi_cents``, ``pays``, ``may_grant``, ``needs_tier``.
 
     Notes
@@ -224,8 +227,8 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
     still being a customer 180 days later, ``value`` the revenue of keeping the customer through
     that window and ``cost`` the offer's expected cost (both as defined by
     :func:`analytics.discounts.contact_dataset`). The interval of ``net`` is
-    ``[uplift_lo x value - cost, uplift_hi x value - cost]``. Only eligible offers with an
-    estimate can pay.
+    ``[uplift_lo x value - cost, uplift_hi x value - cost]``. An offer *pays* for a contact when it
+    is eligible, has an estimate, passes the rule and (with ``require_evidence``) is proven.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -233,6 +236,7 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
     tiers = {c: 1 for c in codes}
     if offers is not None:
         tiers.update({str(r.code): int(r.min_tier) for r in offers.itertuples()})
+    proven = uplift.proven(rule) if require_evidence else None
     n = len(frame)
     elig = {c: frame[f"elig_{c}"].fillna(False).to_numpy(dtype=bool) for c in codes}
     wanted = [c for c in codes if c in uplift.offers_ and elig[c].any()]
@@ -246,33 +250,35 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
         cost = pd.to_numeric(frame[f"cost_{c}"], errors="coerce").to_numpy(dtype=float) \
             if f"cost_{c}" in frame.columns else np.full(n, np.nan)
         has = np.isfinite(u) & elig[c]
-        net, net_lo, net_hi = u * value - cost, lo * value - cost, hi * value - cost
-        crit = net_lo if rule == "lower" else net
-        pays = has & np.isfinite(crit) & (crit > 0)
+        ok = proven is None or c in proven
+        pays = pays_mask(u, lo, value, cost, has, rule) & ok
         need = tiers.get(c, 1)
         parts.append(pd.DataFrame({
             "row": np.arange(n), "code": c, "eligible": elig[c], "has_estimate": has,
+            "proven": np.full(n, bool(ok and c in uplift.offers_)),
             "uplift": np.where(has, u, np.nan), "uplift_lo": np.where(has, lo, np.nan),
             "uplift_hi": np.where(has, hi, np.nan), "expected_cost_cents": np.where(elig[c], cost, np.nan),
-            "value_cents": value, "net_value_cents": np.where(has, net, np.nan),
-            "net_lo_cents": np.where(has, net_lo, np.nan), "net_hi_cents": np.where(has, net_hi, np.nan),
+            "value_cents": value, "net_value_cents": np.where(has, u * value - cost, np.nan),
+            "net_lo_cents": np.where(has, lo * value - cost, np.nan),
+            "net_hi_cents": np.where(has, hi * value - cost, np.nan),
             "pays": pays, "may_grant": np.full(n, agent_tier is None or int(agent_tier) >= need),
             "needs_tier": need}))
     if not parts:
-        return pd.DataFrame(columns=["row", "code", "eligible", "has_estimate", "uplift", "uplift_lo", "uplift_hi",
-                                     "expected_cost_cents", "value_cents", "net_value_cents", "net_lo_cents",
-                                     "net_hi_cents", "pays", "may_grant", "needs_tier"])
+        return pd.DataFrame(columns=["row", "code", "eligible", "has_estimate", "proven", "uplift", "uplift_lo",
+                                     "uplift_hi", "expected_cost_cents", "value_cents", "net_value_cents",
+                                     "net_lo_cents", "net_hi_cents", "pays", "may_grant", "needs_tier"])
     return pd.concat(parts, ignore_index=True)
 
 
 def choose_offers(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.DataFrame | None = None,
-                  agent_tier: int | None = None, rule: str = "lower") -> pd.Series:
+                  agent_tier: int | None = None, rule: str = "lower", require_evidence: bool = True) -> pd.Series:
     """The recommender's choice for each contact: an offer code or ``'none'``.
 
     The paying offer (:func:`score_contacts`) with the largest expected net value among those the
     agent may grant; ``'none'`` when none pays (or none the agent may grant). Same index as ``frame``.
     """
-    scored = score_contacts(uplift, frame, offers=offers, agent_tier=agent_tier, rule=rule)
+    scored = score_contacts(uplift, frame, offers=offers, agent_tier=agent_tier, rule=rule,
+                            require_evidence=require_evidence)
     ok = scored[scored["pays"] & scored["may_grant"]]
     choice = pd.Series("none", index=range(len(frame)), dtype=object)
     if len(ok):
@@ -330,8 +336,8 @@ def _pts(x: float) -> str:
 
 def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, at: dt.datetime,
               is_intent_to_cancel: bool = False, agent_login: str | None = None, agent_id: int | None = None,
-              models=None, wait_seconds: int | None = None, rule: str = "lower", with_risk: bool = True,
-              registry_root=None) -> Recommendation:
+              models=None, wait_seconds: int | None = None, rule: str = "lower", require_evidence: bool = True,
+              with_risk: bool = True, registry_root=None) -> Recommendation:
     """Rank the offers for a customer on the phone, and say which one (if any) to make.
 
     Parameters
@@ -351,6 +357,8 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         The contact's wait, when known.
     rule : {"lower", "point"}, default "lower"
         See :func:`score_contacts`.
+    require_evidence : bool, default True
+        Only offers whose targeting paid on past contacts (see :func:`score_contacts`).
     with_risk : bool, default True
         Also score the customer's 90-day churn risk and its reasons (needs a churn-risk model).
     registry_root : path, optional
@@ -410,7 +418,8 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         frame[f"cost_{code}"] = discounts._expected_cost(o, price, np.array([target]), value_months)
     frame["value_cents"] = price * value_months
     with threadpool_limits(1):
-        scored = score_contacts(models.uplift, frame, offers=catalogue, agent_tier=tier, rule=rule)
+        scored = score_contacts(models.uplift, frame, offers=catalogue, agent_tier=tier, rule=rule,
+                                require_evidence=require_evidence)
         risk, reasons = None, pd.DataFrame(columns=["rank", "feature", "value", "reference", "delta"])
         notes = list(models.notes)
         if with_risk and models.churn_risk is not None:
@@ -433,11 +442,11 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
     best = paying.iloc[0] if len(paying) else None
     pick = grantable.iloc[0] if len(grantable) else None
 
-    status = np.where(~opts["eligible"], "not_eligible",
-                      np.where(~opts["has_estimate"], "no_estimate",
-                               np.where(~opts["pays"], "does_not_pay",
-                                        np.where(opts["may_grant"], "pays", "needs_supervisor"))))
-    opts["status"] = status
+    rule_pays = pays_mask(opts["uplift"], opts["uplift_lo"], opts["value_cents"], opts["expected_cost_cents"],
+                          opts["has_estimate"], rule)
+    opts["status"] = np.select(
+        [~opts["eligible"], ~opts["has_estimate"], ~rule_pays, ~opts["pays"], opts["may_grant"]],
+        ["not_eligible", "no_estimate", "does_not_pay", "unproven", "pays"], "needs_supervisor")
     if pick is not None:
         opts.loc[opts["code"] == pick["code"], "status"] = "recommended"
     order = opts.assign(_g=np.select([opts["pays"], opts["has_estimate"], opts["eligible"]], [0, 1, 2], 3),
@@ -477,8 +486,14 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         else:
             top = estimated.sort_values("net_value_cents", ascending=False).iloc[0]
             basis = "even at the low end of its interval" if rule == "lower" else "on its estimate"
-            message = (f"No offer: none of the {len(estimated)} eligible offers is expected to pay for itself "
-                       f"{basis}; best: {describe(top)}, low end {money(top['net_lo_cents'])}.")
+            unproven = opts[opts["status"] == "unproven"]
+            if len(unproven):
+                u = unproven.sort_values("net_value_cents", ascending=False).iloc[0]
+                message = (f"No offer: {u['code']} would pay for this customer {basis} ({describe(u)}), but "
+                           f"offering it this way has not paid on past contacts (too little evidence yet).")
+            else:
+                message = (f"No offer: none of the {len(estimated)} eligible offers is expected to pay for itself "
+                           f"{basis}; best: {describe(top)}, low end {money(top['net_lo_cents'])}.")
     return Recommendation(
         customer_id=int(customer_id), reason=reason, is_intent_to_cancel=bool(is_intent_to_cancel), at=at,
         agent_id=user_id, agent_tier=tier, action=action, offer_code=offer_code,

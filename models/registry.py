@@ -330,10 +330,10 @@ def check_model(record: ModelRecord, con: duckdb.DuckDBPyConnection | None = Non
                              f"billed period {latest.isoformat()[:7]} (limit {int(max_age_months)})")
     if incompatible:
         return ModelStatus("incompatible", f"model {record.model_id} cannot be used: " + "; ".join(incompatible)
-                           + "; retrain with 'python cli.py train'", tuple(incompatible + stale))
+                           + "; run python cli.py train to refit", tuple(incompatible + stale))
     if stale:
         return ModelStatus("stale", f"model {record.model_id} is stale: " + "; ".join(stale)
-                           + "; retrain with 'python cli.py train'", tuple(stale))
+                           + "; run python cli.py train to refit", tuple(stale))
     return ModelStatus("ok", f"model {record.model_id} (trained {record.created_at}) is up to date")
 
 
@@ -439,6 +439,10 @@ class TrainReport:
         Kind -> seconds spent fitting.
     notes : tuple of str
         Samples taken, offers left out, ...
+    churn_fit : models.churn_risk.ChurnRiskFit
+        The churn-risk fit with its validation (calibration table, snapshots, baseline).
+    uplift : models.uplift.OfferUpliftModel
+        The uplift model saved.
     """
 
     records: dict
@@ -446,6 +450,8 @@ class TrainReport:
     uplift_summary: pd.DataFrame
     seconds: dict
     notes: tuple = ()
+    churn_fit: object = None
+    uplift: object = None
 
 
 TRAIN_STEPS = 10   # progress labels train_models emits (for a progress bar's total)
@@ -533,4 +539,4 @@ def train_models(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, root: str |
         if limits is not None:
             limits.restore_original_limits()
     return TrainReport(records=records, churn_metrics=fit.metrics, uplift_summary=model.summary_,
-                       seconds=seconds, notes=tuple(notes))
+                       seconds=seconds, notes=tuple(notes), churn_fit=fit, uplift=model)

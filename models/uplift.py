@@ -21,7 +21,8 @@ from analytics import discounts
 from analytics.cate import DRLearner
 from analytics.effects import EffectEstimator, prepare_covariates, seeded, z_value
 
-__all__ = ["OfferUpliftModel", "CONTROL", "MODIFIERS", "uplift_dataset"]
+__all__ = ["OfferUpliftModel", "CONTROL", "MODIFIERS", "RULES", "uplift_dataset", "pays_mask", "pick_offers",
+           "default_final_model"]
 
 CONTROL = "none"
 
@@ -31,6 +32,36 @@ CONTROL = "none"
 # nuisance stage still adjusts for every covariate.
 MODIFIERS = ("reason", "is_intent_to_cancel", "tenure_months", "monthly_price_cents", "bill_change_pct",
              "prior_intent_90d", "prior_contacts_90d")
+
+
+RULES = ("lower", "point")
+
+
+def pays_mask(uplift, uplift_lo, value, cost, eligible, rule: str = "lower") -> np.ndarray:
+    """Where an offer pays for itself: ``uplift_lo x value - cost > 0`` (rule ``lower``) or
+    ``uplift x value - cost > 0`` (rule ``point``), for eligible offers with an estimate.
+
+    All arguments broadcast (contacts x offers); NaN never pays.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    u = np.asarray(uplift_lo if rule == "lower" else uplift, dtype=float)
+    crit = u * np.asarray(value, dtype=float) - np.asarray(cost, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(eligible, dtype=bool) & np.isfinite(crit) & (crit > 0)
+
+
+def pick_offers(net, pays) -> np.ndarray:
+    """Per contact, the column of the paying offer with the largest expected net value (-1: none)."""
+    net = np.where(np.asarray(pays, dtype=bool), np.asarray(net, dtype=float), -np.inf)
+    best = np.argmax(net, axis=1) if net.shape[1] else np.zeros(net.shape[0], dtype=int)
+    return np.where(np.isfinite(net.max(axis=1, initial=-np.inf)), best, -1)
+
+
+def default_final_model() -> HistGradientBoostingRegressor:
+    """The DR-learner's final stage used by default (see :class:`OfferUpliftModel`)."""
+    return HistGradientBoostingRegressor(max_iter=100, learning_rate=0.05, max_depth=2, min_samples_leaf=300,
+                                         l2_regularization=10.0, early_stopping=False)
 
 
 def uplift_dataset(con, *, as_of: dt.date, sample: int | None = None, seed: int = 0):
@@ -52,10 +83,13 @@ class OfferUpliftModel(BaseEstimator):
         Intervals have coverage ``1 - alpha``.
     cv : int, default 5
         Cross-fitting folds (nuisance and final stage).
-    clip : float, default 0.02
-        Lower bound of the propensities before inversion.
+    clip : float, default 0.05
+        Lower bound of the propensities before inversion (at most 20x weights: pseudo-outcomes of
+        rarely chosen offers stay bounded).
     final_model : sklearn regressor, optional
-        Final-stage model of the DR-learner (default: its own).
+        Final-stage model of the DR-learner. Default :func:`default_final_model`: shallow, strongly
+        regularised gradient boosting (depth 2, at least 300 contacts a leaf), because the
+        pseudo-outcomes are very noisy on a few thousand contacts.
     covariates : sequence of str, optional
         Confounders the nuisance stage adjusts for; default :data:`analytics.discounts.FEATURES`.
     modifiers : sequence of str, optional
@@ -72,6 +106,11 @@ class OfferUpliftModel(BaseEstimator):
         Offer code -> number of contacts, for offers left out (too few grants).
     boot_models_ : dict
         Offer code -> list of final-stage models fitted on bootstrap resamples.
+    evidence_ : pandas.DataFrame or None
+        Index (rule, offer or ``all``): ``n_targeted``, ``gain_cents`` (mean net gain per training
+        contact of targeting the offer by the rule, against no offer), ``se_cents``, ``lo_cents``,
+        ``hi_cents``, ``proven`` (``lo_cents > 0``). None when the frame has no ``value_cents`` and
+        ``cost_<offer>`` columns.
     sd_models_ : dict
         Offer code -> regressor of the bootstrap standard deviation on the covariates (the fast
         interval used by :meth:`predict`; :meth:`bootstrap_sd` gives the exact one).
@@ -95,11 +134,20 @@ class OfferUpliftModel(BaseEstimator):
     ``n_bootstrap`` final-stage models fitted on bootstrap resamples of the contacts' pseudo-outcomes:
     it reflects the final stage's sampling variability given the (cross-fitted) nuisance models,
     not the nuisance models' own uncertainty, so it is a lower bound on the real uncertainty.
+    Evidence (``evidence_``): the per-contact effects are noisy, and choosing the best of several
+    noisy estimates for many contacts finds offers that "pay" by chance. So each offer's use is
+    checked on the training contacts themselves, which is honest because the DR-learner's
+    per-contact effects there (``cate_``) are cross-fitted (no contact's effect comes from a model
+    that saw its outcome): the rule picks offers with those effects, and the doubly robust value of
+    "offer k where the rule picks k, nothing elsewhere" against "nothing" is the mean over contacts
+    of ``1[pick = k] x (value x (G_k - G_none) - cost_k)`` (``G`` the AIPW pseudo-outcomes), with a
+    normal interval. An offer is *proven* when the lower end is above zero; the recommender only
+    proposes proven offers (:func:`models.recommender.score_contacts`).
     Identification assumes no unmeasured confounding of the agents' choices given the covariates
     (the randomized holdout contacts make the propensities bounded away from zero).
     """
 
-    def __init__(self, min_arm_size=40, n_bootstrap=20, alpha=0.1, cv=5, clip=0.02, final_model=None,
+    def __init__(self, min_arm_size=40, n_bootstrap=20, alpha=0.1, cv=5, clip=0.05, final_model=None,
                  covariates=None, modifiers=None, random_state=0):
         self.min_arm_size = min_arm_size
         self.n_bootstrap = n_bootstrap
@@ -142,7 +190,8 @@ class OfferUpliftModel(BaseEstimator):
         ee = EffectEstimator(cv=self.cv, clip=self.clip, min_arm_size=min(int(self.min_arm_size), 30),
                              random_state=self.random_state)
         say(f"DR-learner on {len(kept)} contacts, {kept['treatment'].nunique() - 1} offers")
-        learner = DRLearner(effect_estimator=ee, final_model=self.final_model, cv=self.cv,
+        final = self.final_model if self.final_model is not None else default_final_model()
+        learner = DRLearner(effect_estimator=ee, final_model=final, cv=self.cv,
                             random_state=self.random_state)
         learner.fit(kept, treatment="treatment", outcome="retained_180", control=CONTROL, covariates=covariates,
                     modifiers=list(MODIFIERS if self.modifiers is None else self.modifiers))
@@ -161,8 +210,59 @@ class OfferUpliftModel(BaseEstimator):
         self.boot_models_ = self._bootstrap(kept)
         say("interval model")
         self.sd_models_ = self._sd_models(kept)
+        self.evidence_ = self._evidence(kept)
         self.summary_ = self._summary()
         return self
+
+    def _evidence(self, kept: pd.DataFrame) -> pd.DataFrame | None:
+        """Did targeting each offer by the rule pay on the training contacts? (DR policy values)"""
+        codes = self.offers_
+        if "value_cents" not in kept.columns or any(f"cost_{c}" not in kept.columns for c in codes):
+            return None
+        learner = self.learner_
+        keep = learner.effects_.in_sample_.to_numpy()
+        frame = kept[keep].reset_index(drop=True)
+        n = len(frame)
+        z = z_value(self.alpha)
+        est = np.column_stack([learner.cate_[self._level(c)].to_numpy()[keep] for c in codes])
+        X = self._transform(frame)
+        sd = np.column_stack([np.maximum(self.sd_models_[c].predict(X), 0.0) if c in self.sd_models_
+                              else np.full(n, np.nan) for c in codes])
+        est = np.clip(est, -1.0, 1.0)
+        lo = np.clip(est - z * sd, -1.0, 1.0)
+        value = frame["value_cents"].to_numpy(dtype=float)[:, None]
+        cost = np.column_stack([frame[f"cost_{c}"].to_numpy(dtype=float) for c in codes])
+        elig = np.column_stack([frame[f"elig_{c}"].to_numpy(dtype=bool) if f"elig_{c}" in frame.columns
+                                else np.isfinite(cost[:, j]) for j, c in enumerate(codes)])
+        G = learner.effects_.pseudo_outcomes_.to_numpy()[keep]
+        arms = [str(a) for a in learner.effects_.arms_]
+        g0 = G[:, arms.index(CONTROL)]
+        rows = []
+        for rule in RULES:
+            picks = pick_offers(est * value - cost, pays_mask(est, lo, value, cost, elig, rule))
+            total = np.zeros(n)
+            for j, c in enumerate(codes):
+                on = picks == j
+                gain = np.where(on, value[:, 0] * (G[:, arms.index(c)] - g0) - np.nan_to_num(cost[:, j]), 0.0)
+                total += gain
+                rows.append(self._gain_row(rule, c, int(on.sum()), gain, z))
+            rows.append(self._gain_row(rule, "all", int((picks >= 0).sum()), total, z))
+        return pd.DataFrame(rows).set_index(["rule", "offer"])
+
+    @staticmethod
+    def _gain_row(rule, offer, n_targeted, gain, z):
+        m = float(gain.mean())
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.nan
+        return {"rule": rule, "offer": offer, "n_targeted": n_targeted, "gain_cents": m, "se_cents": se,
+                "lo_cents": m - z * se, "hi_cents": m + z * se, "proven": bool(n_targeted > 0 and m - z * se > 0)}
+
+    def proven(self, rule: str = "lower") -> list[str] | None:
+        """Offers whose targeting by ``rule`` paid on the training contacts (None: not assessed)."""
+        ev = getattr(self, "evidence_", None)
+        if ev is None:
+            return None
+        sub = ev.loc[rule]
+        return [o for o in self.offers_ if o in sub.index and bool(sub.loc[o, "proven"])]
 
     def _bootstrap(self, kept: pd.DataFrame) -> dict:
         """Final-stage models refitted on bootstrap resamples of the analysis sample."""
@@ -272,11 +372,12 @@ class OfferUpliftModel(BaseEstimator):
         z = z_value(self.alpha)
         parts = []
         for offer in wanted:
-            est = self._final_step(self._level(offer)).predict(X).astype(float)
+            est = np.clip(self._final_step(self._level(offer)).predict(X).astype(float), -1.0, 1.0)
             sd_model = self.sd_models_.get(offer)
             sd = np.maximum(sd_model.predict(X), 0.0) if sd_model is not None else np.full(len(est), np.nan)
             parts.append(pd.DataFrame({"row": np.arange(len(features)), "offer": offer, "uplift": est,
-                                       "uplift_lo": est - z * sd, "uplift_hi": est + z * sd, "uplift_sd": sd}))
+                                       "uplift_lo": np.clip(est - z * sd, -1.0, 1.0),
+                                       "uplift_hi": np.clip(est + z * sd, -1.0, 1.0), "uplift_sd": sd}))
         out = pd.concat(parts, ignore_index=True)
         return out.sort_values(["row", "offer"], kind="stable").reset_index(drop=True)[cols]
 
