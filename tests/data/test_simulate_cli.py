@@ -6,7 +6,7 @@ import datetime as dt
 
 import duckdb
 
-from data.simulate import demo_config
+from data.simulate import DEFAULT_DEMO, demo_config
 from data.simulate.cli import add_demo_command, default_start, run_demo
 
 
@@ -14,8 +14,9 @@ def test_default_start_makes_the_world_end_with_the_last_full_month():
     assert default_start(36, dt.date(2026, 11, 22)) == "2023-11"   # 2023-11 .. 2026-10
     assert default_start(1, dt.date(2026, 1, 1)) == "2025-12"
     assert default_start(12, dt.date(2026, 12, 31)) == "2025-12"
-    config = demo_config(dt.date(2026, 11, 22), customers=100)
+    config = demo_config(dt.date(2026, 11, 22), customers=100, months=36)
     assert (config.start, config.months, config.customers) == ("2023-11", 36, 100)
+    assert demo_config(dt.date(2026, 11, 22)).start == default_start(DEFAULT_DEMO.months, dt.date(2026, 11, 22))
 
 
 def _args(path, **extra):
