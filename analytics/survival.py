@@ -9,12 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from itertools import combinations
 
 import duckdb
 import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
-from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
+from lifelines.statistics import logrank_test, multivariate_logrank_test, pairwise_logrank_test
 from lifelines.utils import median_survival_times
 
 from analytics import queries as q
@@ -120,6 +121,30 @@ def lifetimes(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, by: str | None 
     import (signup = snapshot - tenure months, churned_on = snapshot, as_of = snapshot) that is
     exactly the file's tenure.
     """
+    ctes, params = _lifetime_ctes(con, as_of, by=by, segment=segment, region=region, plan=plan,
+                                  channel=channel)
+    sql = f"""{ctes}
+select customer_id, grp as "group", signup_date, end_date, event,
+       {_DAYS_SQL} as duration_days,
+       {_MONTHS_SQL} as duration_months
+from final
+order by customer_id"""
+    out = q.run(con, sql, params)
+    return out.astype({"customer_id": "int64", "group": "object", "event": "bool",
+                       "duration_days": "int64", "duration_months": "int64"})
+
+
+_DAYS_SQL = "date_diff('day', signup_date, end_date)"
+_MONTHS_SQL = ("date_diff('month', signup_date, end_date)\n"
+               "         - case when least(day(signup_date), day(last_day(end_date))) > day(end_date) "
+               "then 1 else 0 end")
+
+
+def _lifetime_ctes(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, by: str | None,
+                   segment: str | None, region: str | None, plan: int | str | None,
+                   channel: str | None) -> tuple[str, dict]:
+    """The ``with ...`` text ending in CTE ``final`` (one row per customer: customer_id, grp,
+    signup_date, end_date, event) that :func:`lifetimes` defines, and its parameters."""
     group_expr, group_join, gparams = _group_sql(con, by)
     f = q.Filters(segment=segment, region=region, plan=resolve_plan(con, plan), channel=channel)
     sql = f"""with
@@ -149,17 +174,31 @@ final as (
     select customer_id, grp, signup_date, coalesce(churn_date, cast($as_of as date)) as end_date,
            churn_date is not null as event
     from ends
-)
-select customer_id, grp as "group", signup_date, end_date, event,
-       date_diff('day', signup_date, end_date) as duration_days,
-       date_diff('month', signup_date, end_date)
-         - case when least(day(signup_date), day(last_day(end_date))) > day(end_date) then 1 else 0 end
-           as duration_months
-from final
-order by customer_id"""
-    out = q.run(con, sql, {"as_of": as_of, **f.params(), **gparams})
-    return out.astype({"customer_id": "int64", "group": "object", "event": "bool",
-                       "duration_days": "int64", "duration_months": "int64"})
+)"""
+    return sql, {"as_of": as_of, **f.params(), **gparams}
+
+
+def _lifetime_counts(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, unit: str, by: str | None,
+                     segment: str | None, region: str | None, plan: int | str | None,
+                     channel: str | None) -> pd.DataFrame:
+    """:func:`lifetimes` aggregated in SQL: one row per group, duration (in ``unit``) and event
+    with the number of customers ``n``.
+
+    Groups come in the order of their first customer (as in :func:`lifetimes`, ordered by
+    customer_id): lifelines' multivariate log-rank test sums over groups in order of appearance, so
+    this order gives bit-for-bit the statistic of the per-customer frame."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}")
+    duration = _DAYS_SQL if unit == "days" else _MONTHS_SQL
+    ctes, params = _lifetime_ctes(con, as_of, by=by, segment=segment, region=region, plan=plan,
+                                  channel=channel)
+    sql = f"""{ctes}
+select grp as "group", duration, event, count(*) as n
+from (select customer_id, grp, event, {duration} as duration from final) l
+group by grp, duration, event
+order by min(min(customer_id)) over (partition by grp), duration, event"""
+    out = q.run(con, sql, params)
+    return out.astype({"group": "object", "duration": "int64", "event": "bool", "n": "float64"})
 
 
 def _duration(df: pd.DataFrame, unit: str) -> pd.Series:
@@ -192,11 +231,18 @@ def kaplan_meier(lives: pd.DataFrame, *, unit: str = "months",
     ``lifelines.KaplanMeierFitter`` per group: S(t) = prod over event times u <= t of
     (1 - d_u / n_u); at_risk n_t, observed d_t and censored counts come from its event table.
     """
-    durations = _duration(lives, unit)
+    return _kaplan_meier(lives["group"], _duration(lives, unit), lives["event"], None, alpha)
+
+
+def _kaplan_meier(groups: pd.Series, durations: pd.Series, events: pd.Series, weights: pd.Series | None,
+                  alpha: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`kaplan_meier` on columns; ``weights`` (float) = how many customers each row stands for
+    (None: one each). Integer weights give exactly the fit of the repeated rows."""
     curves, medians = [], []
-    for group in sorted(lives["group"].unique(), key=str):
-        mask = (lives["group"] == group).to_numpy()
-        km = KaplanMeierFitter(alpha=alpha).fit(durations[mask], lives["event"][mask], label="s")
+    for group in sorted(groups.unique(), key=str):
+        mask = (groups == group).to_numpy()
+        w = None if weights is None else weights[mask]
+        km = KaplanMeierFitter(alpha=alpha).fit(durations[mask], events[mask], label="s", weights=w)
         sf = km.survival_function_["s"]
         ci = km.confidence_interval_survival_function_
         table = km.event_table.reindex(sf.index)
@@ -207,7 +253,11 @@ def kaplan_meier(lives: pd.DataFrame, *, unit: str = "months",
             "observed": table["observed"].fillna(0).astype("int64").to_numpy(),
             "censored": table["censored"].fillna(0).astype("int64").to_numpy()}))
         med_ci = median_survival_times(km.confidence_interval_)
-        medians.append({"group": group, "customers": int(mask.sum()), "churned": int(lives["event"][mask].sum()),
+        if w is None:
+            customers, churned = int(mask.sum()), int(events[mask].sum())
+        else:
+            customers, churned = int(w.sum()), int(w[events[mask].to_numpy()].sum())
+        medians.append({"group": group, "customers": customers, "churned": churned,
                         "median": float(km.median_survival_time_),
                         "median_lo": float(med_ci.iloc[0, 0]), "median_hi": float(med_ci.iloc[0, 1])})
     if not curves:
@@ -246,6 +296,28 @@ def logrank(lives: pd.DataFrame, *, unit: str = "months") -> tuple[dict | None, 
     return overall, pairwise
 
 
+def _logrank_weighted(counts: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
+    """:func:`logrank` on :func:`_lifetime_counts` (columns group, duration, event, n): the same
+    tests with each row weighted by its count, so the same event tables and statistics."""
+    empty = pd.DataFrame(columns=["group_a", "group_b", "statistic", "p_value"])
+    if counts["group"].nunique() < 2:
+        return None, empty
+    durations, groups = counts["duration"], counts["group"].astype(str)
+    events, weights = counts["event"], counts["n"]
+    res = multivariate_logrank_test(durations, groups, events, weights=weights)
+    overall = {"statistic": float(res.test_statistic), "p_value": float(res.p_value),
+               "degrees_of_freedom": int(res.degrees_of_freedom), "test_name": res.test_name}
+    rows = []
+    for a, b in combinations(np.unique(groups), 2):   # the pairs and order of pairwise_logrank_test
+        ia, ib = (groups == a).to_numpy(), (groups == b).to_numpy()
+        r = logrank_test(durations[ia], durations[ib], events[ia], events[ib],
+                         weights_A=weights[ia].to_numpy(), weights_B=weights[ib].to_numpy())
+        rows.append({"group_a": a, "group_b": b, "statistic": float(r.test_statistic),
+                     "p_value": float(r.p_value)})
+    pairwise = pd.DataFrame(rows, columns=["group_a", "group_b", "statistic", "p_value"])
+    return overall, pairwise.astype({"statistic": "float64", "p_value": "float64"})
+
+
 def survival_by(con: duckdb.DuckDBPyConnection, by: str | None = None, *, as_of: dt.date,
                 unit: str = "months", alpha: float = 0.05, segment: str | None = None,
                 region: str | None = None, plan: int | str | None = None,
@@ -266,11 +338,14 @@ def survival_by(con: duckdb.DuckDBPyConnection, by: str | None = None, *, as_of:
     Notes
     -----
     Lifetimes as in :func:`lifetimes`, curves as in :func:`kaplan_meier`, tests as in
-    :func:`logrank`.
+    :func:`logrank`. The lifetimes are counted in SQL (one row per group, duration and event with
+    its number of customers) and fed to lifelines as integer case weights, which gives the same
+    event tables, curves and statistics as one row per customer.
     """
-    lives = lifetimes(con, as_of, by=by, segment=segment, region=region, plan=plan, channel=channel)
-    curves, medians = kaplan_meier(lives, unit=unit, alpha=alpha)
-    overall, pairwise = logrank(lives, unit=unit)
+    counts = _lifetime_counts(con, as_of, unit=unit, by=by, segment=segment, region=region, plan=plan,
+                              channel=channel)
+    curves, medians = _kaplan_meier(counts["group"], counts["duration"], counts["event"], counts["n"], alpha)
+    overall, pairwise = _logrank_weighted(counts)
     return SurvivalResult(by=by, unit=unit, curves=curves, medians=medians, logrank=overall, pairwise=pairwise)
 
 

@@ -25,8 +25,11 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
 
 from analytics import survival
+from analytics.overview import data_as_of
 from data.db import connect
+from data.simulate import DEFAULT_DEMO
 from tests.analytics.fixtures import AS_OF, build_tiny_world, customer, insert, sub
+from tests.worlds import open_world
 
 D = dt.date
 # (customer, segment, duration months, duration days, churned) by hand, see the table above
@@ -204,3 +207,29 @@ def test_lifetime_value_from_an_attribute_when_there_are_no_prices():
         assert clv["clv_cents"].item() > 0
     finally:
         c.close()
+
+
+SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_world():
+    c = open_world(SMALL)
+    yield c
+    c.close()
+
+
+@pytest.mark.parametrize("by, unit", [("plan", "months"), (None, "months"), ("segment", "days"),
+                                      ("autopay", "months")])
+def test_survival_by_from_counts_equals_the_per_customer_fit_on_a_small_world(small_world, by, unit):
+    as_of = data_as_of(small_world)
+    got = survival.survival_by(small_world, by, as_of=as_of, unit=unit)
+    lives = survival.lifetimes(small_world, as_of, by=by)
+    curves, medians = survival.kaplan_meier(lives, unit=unit)
+    overall, pairwise = survival.logrank(lives, unit=unit)
+    assert len(lives) > 1000 and lives["event"].sum() > 100
+    pd.testing.assert_frame_equal(got.curves, curves, check_exact=True)
+    pd.testing.assert_frame_equal(got.medians, medians, check_exact=True)
+    assert got.logrank == overall
+    pd.testing.assert_frame_equal(got.pairwise.reset_index(drop=True), pairwise.reset_index(drop=True),
+                                  check_exact=True)
