@@ -160,7 +160,7 @@ first_churn as (
            min(case when s.end_date <= $as_of and s.end_reason <> 'plan_change' then s.end_date end)
                as churn_date
     from subscriptions s
-    where s.start_date <= $as_of and s.customer_id in (select customer_id from picked)
+    where s.start_date <= $as_of
     group by s.customer_id
 ),
 ends as (
