@@ -47,13 +47,14 @@ def _open_cursor() -> None:
 
 
 def _demo_config():
-    """The first-start demo world: data.simulate's DEFAULT_DEMO, resizable for small machines."""
-    from data.simulate import DEFAULT_DEMO
+    """The first-start demo world: data.simulate's default demo ending with last month (so the demo's
+    business date is about today), resizable for small machines."""
+    from data.simulate import demo_config
     changes = {}
     for env, field in (("RETENTION_DEMO_CUSTOMERS", "customers"), ("RETENTION_DEMO_MONTHS", "months")):
         if os.environ.get(env):
             changes[field] = int(os.environ[env])
-    return DEFAULT_DEMO.replace(**changes) if changes else DEFAULT_DEMO
+    return demo_config(_ui.calendar_today(), **changes)
 
 
 def _ensure_data() -> None:

@@ -166,10 +166,18 @@ def run(ctx: Context) -> list[Figure]:
             "customer_id": cid, "offer_id": offers["offer_id"], "at": at, "reason": "bill_higher_than_expected",
             "agent_tier": 3}))
         figures.append(_step("offers: eligibility and authority", s, scale_ok, f"{len(offers)} offers"))
-        recommend = _optional("models.recommender", "recommend_offers")
+        load_models = _optional("models.recommender", "load_models")
+        recommend = _optional("models.recommender", "recommend")
         if recommend is not None:
-            _, s = _timed(recommend, con, cid, reason="bill_higher_than_expected", agent_id=agent, at=at)
-            figures.append(_step("recommended offers", s, scale_ok))
+            try:
+                models, s_load = _timed(load_models, con)
+            except Exception as exc:  # registry.ModelUnavailable: nothing trained for this world
+                ctx.notes.append(f"pages: no recommendation timed ({exc}); run `python cli.py train` first")
+            else:
+                ctx.notes.append(f"pages: loading the models took {s_load:.2f} s (once per app process)")
+                _, s = _timed(recommend, con, customer_id=cid, reason="bill_higher_than_expected", at=at,
+                              agent_id=agent, models=models)
+                figures.append(_step("churn risk and recommended offers", s, scale_ok))
         plans = con.execute("SELECT plan_id FROM plans WHERE is_active ORDER BY rank").fetchall()
         _, s = _timed(preview_plan_change, con, cid, int(plans[0][0]), as_of)
         figures.append(_step("plan change preview", s, scale_ok))

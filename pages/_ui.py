@@ -181,6 +181,44 @@ def data_changed() -> None:
     st.cache_data.clear()
 
 
+def models_changed() -> None:
+    """Forget the loaded models after a retrain (they are also reloaded every 10 minutes)."""
+    _loaded_models.clear()
+    st.cache_data.clear()
+
+
+@st.cache_resource(show_spinner=False, ttl=600)
+def _loaded_models(db: str, root: str, _con):
+    """The newest usable models of the registry, loaded once per process (unpickling and checking
+    them takes seconds); the reason as text when there are none."""
+    load = function("models.recommender", "load_models")
+    unavailable = function("models.registry", "ModelUnavailable") or ()
+    if load is None:
+        return "the models (models.recommender) are not installed"
+    try:
+        return load(_con)
+    except unavailable as exc:
+        return str(exc) or "no trained model"
+
+
+@st.cache_data(show_spinner=False, max_entries=256, ttl=600)
+def _recommend(db: str, models_key: tuple, customer_id: int, reason: str, at: dt.datetime, intent: bool,
+               agent_id: int, _con, _models):
+    recommend = function("models.recommender", "recommend")
+    return recommend(_con, customer_id=customer_id, reason=reason, at=at, is_intent_to_cancel=intent,
+                     agent_id=agent_id, models=_models)
+
+
+def recommendation(customer_id: int, reason: str, at: dt.datetime, intent: bool, agent_id: int):
+    """``(Recommendation, None)`` from models.recommender with the cached models, or ``(None, why)``
+    when no model is trained yet."""
+    models = _loaded_models(db_key(), os.environ.get("RETENTION_MODELS", ""), con())
+    if isinstance(models, str):
+        return None, models
+    key = tuple(sorted(getattr(models, "ids", {}).items()))
+    return _recommend(db_key(), key, customer_id, reason, at, intent, agent_id, con(), models), None
+
+
 # ------------------------------------------------------------------------------------------------
 # Drawing
 # ------------------------------------------------------------------------------------------------

@@ -207,16 +207,7 @@ intent = c3.checkbox("Says they will cancel", key="desk_intent")
 at = _ui.now()
 catalogue = _ui.cached("analytics.discounts", "offer_catalogue")
 catalogue = catalogue[catalogue["is_active"].astype(bool)]
-recommendation, no_model = None, None
-if _ui.function("models.recommender", "recommend") is not None:
-    unavailable = _ui.function("models.registry", "ModelUnavailable") or ()
-    try:
-        recommendation = _ui.cached("models.recommender", "recommend", customer_id=cid, reason=reason,
-                                    at=at.replace(second=0), is_intent_to_cancel=intent, agent_id=me["user_id"])
-    except unavailable as exc:
-        no_model = str(exc)
-else:
-    no_model = "the models (models.recommender) are not installed"
+recommendation, no_model = _ui.recommendation(cid, reason, at.replace(second=0), intent, me["user_id"])
 
 st.subheader("Churn risk")
 if recommendation is not None and recommendation.churn_risk is not None:
@@ -248,7 +239,8 @@ else:
 if offers.empty:
     _ui.empty("The offer catalogue is empty: an administrator defines offers before agents can grant them.")
 else:
-    view = offers.assign(authority=offers["may_grant"].map({True: "you may grant", False: "needs a supervisor"}))
+    authority = offers["may_grant"].map({True: "you may grant", False: "needs a supervisor"})
+    view = offers.assign(authority=authority.where(offers["eligible"].astype(bool), "-"))
     cols = [c for c in shown_cols[:2] + ["authority"] + shown_cols[2:] if c in view.columns]
     st.dataframe(view[cols], hide_index=True, width="stretch")
     if not offers["eligible"].astype(bool).any():

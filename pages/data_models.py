@@ -41,14 +41,15 @@ with tab_demo:
     if simulate is None:
         _ui.not_available("Building a demo world", "the simulator (data.simulate) is not installed")
     else:
-        from data.simulate import DEFAULT_DEMO
+        from data.simulate import DEFAULT_DEMO, default_start
         st.markdown("Build a simulated world into a **new database file** (the open database is not touched). "
                     "Open it with `RETENTION_DB=<file> streamlit run app.py`.")
         with st.form("demo_build"):
             c1, c2, c3, c4 = st.columns(4)
             customers = c1.number_input("Customers", 100, 2_000_000, 2_000, step=1_000, key="demo_customers")
             months = c2.number_input("Months", 1, 120, 12, key="demo_months")
-            start = c3.text_input("First month (YYYY-MM)", DEFAULT_DEMO.start, key="demo_start")
+            start = c3.text_input("First month (YYYY-MM)", default_start(12, _ui.calendar_today()),
+                                  key="demo_start")
             seed = c4.number_input("Seed", 0, 2**31, DEFAULT_DEMO.seed, key="demo_seed")
             target = st.text_input("New database file", str(WORLDS / f"demo-{dt.date.today():%Y%m%d}.duckdb"),
                                    key="demo_target")
@@ -169,7 +170,7 @@ with tab_models:
                                                              for kind, rec in report.records.items()))
                 for line in report.notes:
                     st.caption(line)
-                _ui.data_changed()
+                _ui.models_changed()
 
 # Users --------------------------------------------------------------------------------------------
 with tab_users:

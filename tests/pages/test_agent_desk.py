@@ -216,12 +216,14 @@ def test_churn_risk_and_recommended_offers_from_the_models(desk, monkeypatch):
         "status": ["recommended", "not_eligible"]})
     calls = []
 
-    def fake(con, *, customer_id, reason, at, is_intent_to_cancel=False, agent_id=None, **kw):
+    def fake(con, *, customer_id, reason, at, is_intent_to_cancel=False, agent_id=None, models=None, **kw):
+        assert models.ids == {"uplift": "test"}          # the models loaded once, passed in
         calls.append((customer_id, reason, agent_id))
         return types.SimpleNamespace(
             churn_risk=0.31, message="Offer 10% off for 3 months: it pays for this customer.", options=options,
             risk_reasons=pd.DataFrame({"rank": [1], "feature": ["bill_change_pct"], "value": [12.0],
                                        "reference": [0.0], "delta": [0.06]}), notes=())
+    monkeypatch.setattr(recommender, "load_models", lambda con, **kw: types.SimpleNamespace(ids={"uplift": "test"}))
     monkeypatch.setattr(recommender, "recommend", fake)
     _search_and_take(at, caller["account_number"])
     _verify(at, postcode=caller["postcode"], amount=f"{caller['last_total'] / 100:.2f}")

@@ -55,12 +55,12 @@ ROLE_LOGIN = {"admin": "admin", "leader": "leader", "analyst": "analyst", "agent
 
 
 def build_small_world(path: Path) -> None:
-    """A small world in ``path``: simulated (1,500 customers, 12 months: enough contacts with 180 days of
-    follow-up for an effects run) or made by the billing engine."""
+    """A small world in ``path``: simulated (1,500 customers over 2023: enough contacts with 180 days of
+    follow-up for an effects run; the business date is 2024-01-01) or made by the billing engine."""
     con = connect(path)
     try:
         if build_world is not None:
-            build_world(con, DEFAULT_DEMO.replace(customers=1500, months=12, seed=11))
+            build_world(con, DEFAULT_DEMO.replace(customers=1500, months=12, start="2023-01", seed=11))
         else:
             _engine_world(con)
         con.execute("CHECKPOINT")
