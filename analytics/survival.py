@@ -68,13 +68,8 @@ def _group_sql(con: duckdb.DuckDBPyConnection, by: str | None) -> tuple[str, str
         return "'all'", "", {}
     name = ALIASES.get(by, by)
     if name == "plan":
-        join = """
-    left join (select s0.customer_id, min(p.code) as plan_code
-               from subscriptions s0 join plans p on p.plan_id = s0.plan_id
-               join customers c0 on c0.customer_id = s0.customer_id
-               where s0.previous_subscription_id is null and s0.start_date <= c0.signup_date
-               group by s0.customer_id) sp on sp.customer_id = c.customer_id"""
-        return "sp.plan_code", join, {}
+        # computed with the first churn in one pass over subscriptions: see _lifetime_ctes
+        return "fc.plan_code", "", {}
     if name in GROUP_COLUMNS and re.fullmatch(r"[a-z_]+", name):
         return f"cast(c.{name} as varchar)", "", {}
     known = con.execute("select count(*) from customer_attributes where name = ?", [by]).fetchall()[0][0]
@@ -147,28 +142,34 @@ def _lifetime_ctes(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, by: str | 
     signup_date, end_date, event) that :func:`lifetimes` defines, and its parameters."""
     group_expr, group_join, gparams = _group_sql(con, by)
     f = q.Filters(segment=segment, region=region, plan=resolve_plan(con, plan), channel=channel)
+    by_plan = by is not None and ALIASES.get(by, by) == "plan"
+    # the signup plan: the code of the customer's first subscription (no predecessor, starting by
+    # the signup date); lowest code if there are several
+    plan_col = ("""
+           min(case when s.previous_subscription_id is null and s.start_date <= c0.signup_date
+                    then p0.code end) as plan_code,""" if by_plan else "")
+    plan_join = ("""
+    join customers c0 on c0.customer_id = s.customer_id
+    join plans p0 on p0.plan_id = s.plan_id""" if by_plan else "")
     sql = f"""with
-picked as (
-    -- one row per customer of the population signed up by as_of, with their group
-    select c.customer_id, c.signup_date, c.churned_on, coalesce({group_expr}, '{MISSING}') as grp
-    from customers c{group_join}
-    where c.signup_date <= $as_of{f.customer_sql("c", signup_plan=True)}
-),
 first_churn as (
-    -- one row per customer with subscriptions: the end of their first spell, if known by as_of
-    select s.customer_id,
-           min(case when s.end_date <= $as_of and s.end_reason <> 'plan_change' then s.end_date end)
-               as churn_date
-    from subscriptions s
-    where s.start_date <= $as_of
+    -- one row per customer with subscriptions: the end of their first spell if known by as_of
+    -- (from the subscriptions started by as_of; has_sub: there is one)
+    select s.customer_id,{plan_col}
+           min(case when s.start_date <= $as_of and s.end_date <= $as_of and s.end_reason <> 'plan_change'
+                    then s.end_date end) as churn_date,
+           bool_or(s.start_date <= $as_of) as has_sub
+    from subscriptions s{plan_join}
     group by s.customer_id
 ),
 ends as (
-    select p.customer_id, p.grp, p.signup_date,
-           case when fc.customer_id is not null then fc.churn_date
-                when p.churned_on <= $as_of then p.churned_on end as churn_date
-    from picked p
-    left join first_churn fc on fc.customer_id = p.customer_id
+    -- one row per customer of the population signed up by as_of, with their group
+    select c.customer_id, coalesce({group_expr}, '{MISSING}') as grp, c.signup_date,
+           case when fc.has_sub then fc.churn_date
+                when c.churned_on <= $as_of then c.churned_on end as churn_date
+    from customers c
+    left join first_churn fc on fc.customer_id = c.customer_id{group_join}
+    where c.signup_date <= $as_of{f.customer_sql("c", signup_plan=True)}
 ),
 final as (
     select customer_id, grp, signup_date, coalesce(churn_date, cast($as_of as date)) as end_date,
