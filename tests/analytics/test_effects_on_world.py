@@ -1,6 +1,6 @@
 """Discount effectiveness and strategy values checked against the simulated truth.
 
-On the default demo world (:data:`data.simulate.DEFAULT_DEMO`, cached by :mod:`tests.worlds`), analysed
+On the default demo world over 36 months (:data:`data.simulate.DEFAULT_DEMO` size, cached by :mod:`tests.worlds`), analysed
 as of its last day: the contact dataset agrees with the truth contact by contact; every offer's
 adjusted interval covers its true average effect (``sim_truth_offer_effects.ate``: over eligible
 contacts with follow-up) or misses it by under 1.5 percentage points; the naive comparison is
@@ -22,6 +22,10 @@ from analytics.strategies import (compare_strategies, discount_effectiveness, fi
                                   run_effects, strategy_policies)
 from data.db import connect
 from data.simulate import DEFAULT_DEMO
+
+# The default demo's size over 36 months: the issue asks for the default size or larger, and the
+# rarest offer (50% off for 12 months, tier 3) needs three years of contacts to be estimable.
+WORLD = DEFAULT_DEMO.replace(months=36, start="2023-01")
 from tests.worlds import copy_world, open_world
 
 TOLERANCE = 0.015  # an adjusted interval may miss the true effect by less than 1.5 points
@@ -29,7 +33,7 @@ TOLERANCE = 0.015  # an adjusted interval may miss the true effect by less than 
 
 @pytest.fixture(scope="module")
 def world():
-    con = open_world(DEFAULT_DEMO)
+    con = open_world(WORLD)
     yield con
     con.close()
 
@@ -163,7 +167,7 @@ def test_model_targeted_strategy_beats_current_practice_and_every_blanket_offer(
 
 
 def test_run_effects_stores_the_results_for_the_pages(tmp_path, as_of, fit, effectiveness, strategies):
-    path = copy_world(DEFAULT_DEMO, tmp_path / "world.duckdb")
+    path = copy_world(WORLD, tmp_path / "world.duckdb")
     con = connect(path)
     try:
         assert latest_effects(con) is None
