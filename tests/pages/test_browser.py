@@ -150,7 +150,7 @@ def test_an_agent_completes_the_desk_flow_in_a_real_browser(server):
             page.get_by_role("button", name="Record the call").click()
             page.get_by_text(re.compile(r"Call recorded \(contact \d+\)")).wait_for(timeout=60_000)
             _wait_idle(page)
-            offer = page.get_by_label("Offer")
+            offer = page.get_by_role("combobox", name="Offer")
             offer.click()
             page.get_by_role("option", name=re.compile("10% off")).click()
             _wait_idle(page)
