@@ -6,7 +6,6 @@ Search -> verify identity (nothing about the account shows before) -> account ->
 """
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
