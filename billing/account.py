@@ -268,3 +268,89 @@ def overdue_customers(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,
     """
     return con.execute(OVERDUE_CUSTOMERS_SQL + " ORDER BY overdue_periods DESC, customer_id",
                        {"as_of": as_of, "min_periods": int(min_periods)}).df()
+
+
+def customer_payments(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date,
+                      limit: int = 24) -> pd.DataFrame:
+    """The customer's payments received up to ``as_of``, newest first (settled and failed).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per payment: payment_id, received_at, amount_cents, method, status, reference.
+    """
+    return con.execute("""
+        SELECT payment_id, received_at, amount_cents, method, status, reference
+        FROM payments
+        WHERE customer_id = ? AND CAST(received_at AS DATE) <= ?
+        ORDER BY received_at DESC, payment_id DESC
+        LIMIT ?""", [customer_id, as_of, limit]).df()
+
+
+def customer_contacts(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date,
+                      limit: int = 24) -> pd.DataFrame:
+    """The customer's contacts with care up to ``as_of``, newest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per contact: contact_id, contacted_at, channel, reason, wait_minutes, resolution,
+        is_intent_to_cancel, agent (display name), offer granted at it (offer code, if any).
+    """
+    return con.execute("""
+        WITH grants AS (
+            SELECT g.contact_id, string_agg(o.code, ', ' ORDER BY g.grant_id) AS offers_granted
+            FROM offer_grants g JOIN offers o USING (offer_id)
+            WHERE g.customer_id = ? AND g.contact_id IS NOT NULL
+            GROUP BY g.contact_id
+        ),
+        final AS (
+            SELECT c.contact_id, c.contacted_at, c.channel, c.reason,
+                   round(c.wait_seconds / 60.0, 1) AS wait_minutes, c.resolution, c.is_intent_to_cancel,
+                   u.display_name AS agent, g.offers_granted
+            FROM contacts c
+            LEFT JOIN users u ON u.user_id = c.agent_id
+            LEFT JOIN grants g USING (contact_id)
+            WHERE c.customer_id = ? AND CAST(c.contacted_at AS DATE) <= ?
+        )
+        SELECT * FROM final ORDER BY contacted_at DESC, contact_id DESC LIMIT ?""",
+                       [customer_id, customer_id, as_of, limit]).df()
+
+
+def active_discounts(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date) -> pd.DataFrame:
+    """Discounts and credits of the customer that still affect a bill at ``as_of``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per grant: grant_id, offer (name), kind, percent_off, first_period, last_period,
+        credit_cents, credit_left_cents, granted_at, assignment.
+
+    Notes
+    -----
+    A percent or free-month grant is active while ``as_of``'s month is at most its last covered
+    period (``first_period + cycles - 1`` months); a fixed credit while some of it is unused
+    (credit minus the credit lines billed against it). Plan moves are not discounts.
+    """
+    return con.execute("""
+        WITH used AS (
+            SELECT l.grant_id, -sum(l.amount_cents) AS used_cents
+            FROM invoice_lines l
+            WHERE l.kind = 'credit' AND l.grant_id IN (SELECT grant_id FROM offer_grants WHERE customer_id = ?)
+            GROUP BY l.grant_id
+        ),
+        grants AS (
+            SELECT g.grant_id, o.name AS offer, g.kind, g.percent_off, g.first_period,
+                   CAST(g.first_period + to_months(g.cycles - 1) AS DATE) AS last_period,
+                   g.credit_cents, g.credit_cents - coalesce(u.used_cents, 0) AS credit_left_cents,
+                   g.granted_at, g.assignment
+            FROM offer_grants g JOIN offers o USING (offer_id) LEFT JOIN used u USING (grant_id)
+            WHERE g.customer_id = ? AND CAST(g.granted_at AS DATE) <= ?
+        ),
+        final AS (
+            SELECT * FROM grants
+            WHERE (kind IN ('percent_off', 'free_months') AND last_period >= date_trunc('month', CAST(? AS DATE)))
+               OR (kind = 'fixed_credit' AND credit_left_cents > 0)
+        )
+        SELECT * FROM final ORDER BY granted_at DESC, grant_id DESC""",
+                       [customer_id, customer_id, as_of, as_of]).df()

@@ -326,3 +326,18 @@ def require_role(con: duckdb.DuckDBPyConnection, user_id: int | None, roles: Ite
         return failure(NOT_PERMITTED, f"this needs the role {' or '.join(wanted)}; {name} is {role}")
     return success("allowed", user_id=int(user_id), role=role,
                    agent_tier=None if tier is None else int(tier), display_name=name)
+
+
+def list_users(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Every user for the admin's users table (never the password hash).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per user: user_id, login, display_name, role, agent_tier, is_active, can_sign_in,
+        created_at.
+    """
+    return con.execute("""
+        SELECT user_id, login, display_name, role, agent_tier, is_active,
+               password_hash IS NOT NULL AS can_sign_in, created_at
+        FROM users ORDER BY role, login""").df()
