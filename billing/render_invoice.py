@@ -88,9 +88,11 @@ def render_invoice_html(con: duckdb.DuckDBPyConnection, invoice_id: int, *,
         SELECT l.credit_note_id, l.description, l.amount_cents FROM credit_note_lines l
         JOIN credit_notes c USING (credit_note_id) WHERE c.invoice_id = ?
         ORDER BY l.credit_note_id, l.line_no""", [invoice_id]).fetchall()
+    # Filter on the customer too: it is the view's partition key, so DuckDB computes the FIFO
+    # allocation of this customer only (filtering on invoice_id alone computes every customer's).
     balance = con.execute("""
         SELECT credited_cents, due_cents, paid_cents, balance_cents FROM invoice_balances
-        WHERE invoice_id = ?""", [invoice_id]).fetchall()
+        WHERE customer_id = ? AND invoice_id = ?""", [inv.customer_id, invoice_id]).fetchall()
     credited, due, paid, left = balance[0] if balance else (0, inv.total_cents, 0, inv.total_cents)
 
     def money(cents: int) -> str:
