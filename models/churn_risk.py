@@ -33,6 +33,15 @@ __all__ = ["ChurnRiskModel", "ChurnRiskFit", "classification_metrics", "calibrat
 KINDS = ("hgb", "logistic")
 
 
+def _as_categories(values: np.ndarray) -> np.ndarray:
+    """Object array of strings, with missing values as NaN (what the encoders take)."""
+    missing = pd.isna(values)
+    out = np.empty(len(values), dtype=object)
+    out[missing] = np.nan
+    out[~missing] = [str(v) for v in values[~missing]]
+    return out
+
+
 class ChurnRiskModel(ClassifierMixin, BaseEstimator):
     """Probability of churn (a binary label) from numeric and categorical features.
 
@@ -133,14 +142,13 @@ class ChurnRiskModel(ClassifierMixin, BaseEstimator):
         raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        out = X.loc[:, self.features_].copy()
+        """The model's columns: numbers as floats, categories as strings (missing as NaN)."""
+        data = {}
         for c in self.numeric_:
-            out[c] = pd.to_numeric(out[c], errors="coerce").astype(float)
+            data[c] = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float)
         for c in self.categorical_:
-            s = out[c]
-            out[c] = s.astype(object).where(s.notna(), np.nan)
-            out[c] = out[c].map(lambda v: v if isinstance(v, float) else str(v))
-        return out
+            data[c] = _as_categories(X[c].to_numpy(dtype=object))
+        return pd.DataFrame(data, index=X.index)[self.features_]
 
     def fit(self, X: pd.DataFrame, y) -> "ChurnRiskModel":
         """Fit on a feature frame and a binary label.
@@ -205,24 +213,30 @@ class ChurnRiskModel(ClassifierMixin, BaseEstimator):
         """Churn probability per row (same index as ``X``)."""
         return pd.Series(self.predict_proba(X)[:, 1], index=X.index, name="risk")
 
-    def _deltas(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per row and feature: risk - risk with the feature set to its reference value."""
+    def _deltas(self, X: pd.DataFrame, *, with_risk: bool = False):
+        """Per row and feature: risk - risk with the feature set to its reference value.
+
+        One prediction over ``(1 + features) x rows`` rows: the rows themselves, then one block per
+        feature with that feature replaced by its reference.
+        """
         n, feats = len(X), self.features_
         if n == 0:
-            return pd.DataFrame(columns=feats, dtype=float)
-        base = self._prepare(X).reset_index(drop=True)
-        p0 = self.pipeline_.predict_proba(base)[:, 1]
-        blocks = []
-        for c in feats:
-            b = base.copy()
-            b[c] = self.reference_[c]
-            blocks.append(b)
-        stacked = pd.concat(blocks, ignore_index=True)
-        if self.categorical_:
-            for c in self.categorical_:
-                stacked[c] = stacked[c].astype(object)
-        p = self.pipeline_.predict_proba(stacked)[:, 1].reshape(len(feats), n).T
-        return pd.DataFrame(p0[:, None] - p, index=X.index, columns=feats)
+            empty = pd.DataFrame(columns=feats, dtype=float)
+            return (empty, np.zeros(0)) if with_risk else empty
+        base = self._prepare(X)
+        k = len(feats)
+        data = {}
+        for j, c in enumerate(feats):
+            col = np.tile(base[c].to_numpy(), k + 1)
+            block = slice((j + 1) * n, (j + 2) * n)
+            if c in self.categorical_:
+                col = col.astype(object)
+            col[block] = self.reference_[c]
+            data[c] = col
+        p = self.pipeline_.predict_proba(pd.DataFrame(data, columns=feats))[:, 1]
+        p0 = p[:n]
+        deltas = pd.DataFrame(p0[:, None] - p[n:].reshape(k, n).T, index=X.index, columns=feats)
+        return (deltas, p0) if with_risk else deltas
 
     def reasons(self, X: pd.DataFrame, *, top: int = 3, min_delta: float = 0.0) -> pd.DataFrame:
         """The features that raise each row's churn risk most.
@@ -246,9 +260,12 @@ class ChurnRiskModel(ClassifierMixin, BaseEstimator):
         -----
         See the class Notes for the definition of a delta.
         """
+        return self.explain(X, top=top, min_delta=min_delta)[1]
+
+    def explain(self, X: pd.DataFrame, *, top: int = 3, min_delta: float = 0.0) -> tuple[pd.Series, pd.DataFrame]:
+        """Each row's churn risk and its reasons, in one pass (see :meth:`predict_risk`, :meth:`reasons`)."""
         self._check()
-        deltas = self._deltas(X)
-        risk = self.predict_proba(X)[:, 1]
+        deltas, risk = self._deltas(X, with_risk=True)
         rows = []
         values = X.reset_index(drop=True)
         for i in range(len(X)):
@@ -257,7 +274,8 @@ class ChurnRiskModel(ClassifierMixin, BaseEstimator):
             for rank, (feat, delta) in enumerate(d.items(), start=1):
                 rows.append({"row": i, "rank": rank, "feature": feat, "value": values.at[i, feat],
                              "reference": self.reference_[feat], "delta": float(delta), "risk": float(risk[i])})
-        return pd.DataFrame(rows, columns=["row", "rank", "feature", "value", "reference", "delta", "risk"])
+        reasons = pd.DataFrame(rows, columns=["row", "rank", "feature", "value", "reference", "delta", "risk"])
+        return pd.Series(risk, index=X.index, name="risk"), reasons
 
 
 # ---------------------------------------------------------------------------------------------

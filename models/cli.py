@@ -30,7 +30,7 @@ def add_model_commands(subparsers) -> None:
                    help="customer-snapshots for the churn model; larger databases are sampled (default 400,000)")
     p.add_argument("--max-contacts", type=int, default=200_000,
                    help="contacts for the uplift model; more are sampled (default 200,000)")
-    p.add_argument("--bootstrap", type=int, default=20, help="bootstrap resamples for the uplift intervals")
+    p.add_argument("--bootstrap", type=int, default=10, help="bootstrap resamples for the uplift intervals (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -138,7 +138,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             at = dt.datetime.combine(business_date(con, today=now.date()), now.time().replace(microsecond=0))
         try:
             rec = recommend(con, customer_id=customer_id, reason=args.reason, is_intent_to_cancel=args.intent,
-                            agent_login=args.agent, at=at, registry_root=args.models_dir)
+                            agent_login=args.agent, at=at, registry_root=args.models_dir, with_risk=True)
         except RecommendError as exc:
             return _error(str(exc), EXIT_BAD_INPUT)
         except ModelUnavailable as exc:

@@ -8,9 +8,10 @@ interval (:class:`models.uplift.OfferUpliftModel`), the expected cost, the expec
 and "no offer" when none pays, saying why. :func:`score_contacts` and :func:`choose_offers` are the
 same rule over many contacts (a :func:`analytics.discounts.contact_dataset` frame), for evaluation.
 
-The rule (see :func:`score_contacts`): an offer *pays* when the lower end of its net-value interval
-is above zero. The recommender never recommends an offer that is not eligible, nor one beyond the
-agent's tier (it says a supervisor is needed instead).
+The rule (see :func:`score_contacts`): an offer *pays* for a contact when its expected net value is
+above zero and offering it this way has paid on past contacts (the uplift model's evidence check).
+The recommender never recommends an offer that is not eligible, nor one beyond the agent's tier (it
+says a supervisor is needed instead).
 """
 from __future__ import annotations
 
@@ -193,7 +194,7 @@ class Recommendation:
 
 
 def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.DataFrame | None = None,
-                   agent_tier: int | None = None, rule: str = "lower", require_evidence: bool = True) -> pd.DataFrame:
+                   agent_tier: int | None = None, rule: str = "point", require_evidence: bool = True) -> pd.DataFrame:
     """Expected uplift, cost and net value of every offer for every contact.
 
     Parameters
@@ -208,8 +209,9 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
     agent_tier : int, optional
         ``may_grant`` = tier >= the offer's ``min_tier``; None: every tier allowed (the business's
         policy, escalating when needed).
-    rule : {"lower", "point"}, default "lower"
-        When an offer pays for this contact: ``lower``: ``net_lo > 0``; ``point``: ``net > 0``.
+    rule : {"point", "lower"}, default "point"
+        When an offer pays for this contact: ``point``: its expected net value ``net > 0``;
+        ``lower``: even the low end of its interval, ``net_lo > 0`` (more cautious).
     require_evidence : bool, default True
         Only offers whose targeting by ``rule`` paid on the training contacts can pay
         (:meth:`models.uplift.OfferUpliftModel.proven`).
@@ -271,7 +273,7 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
 
 
 def choose_offers(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.DataFrame | None = None,
-                  agent_tier: int | None = None, rule: str = "lower", require_evidence: bool = True) -> pd.Series:
+                  agent_tier: int | None = None, rule: str = "point", require_evidence: bool = True) -> pd.Series:
     """The recommender's choice for each contact: an offer code or ``'none'``.
 
     The paying offer (:func:`score_contacts`) with the largest expected net value among those the
@@ -336,8 +338,8 @@ def _pts(x: float) -> str:
 
 def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, at: dt.datetime,
               is_intent_to_cancel: bool = False, agent_login: str | None = None, agent_id: int | None = None,
-              models=None, wait_seconds: int | None = None, rule: str = "lower", require_evidence: bool = True,
-              with_risk: bool = True, registry_root=None) -> Recommendation:
+              models=None, wait_seconds: int | None = None, rule: str = "point", require_evidence: bool = True,
+              with_risk: bool = False, registry_root=None) -> Recommendation:
     """Rank the offers for a customer on the phone, and say which one (if any) to make.
 
     Parameters
@@ -355,12 +357,13 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         Default: the newest usable models of the registry (:func:`load_models`).
     wait_seconds : int, optional
         The contact's wait, when known.
-    rule : {"lower", "point"}, default "lower"
+    rule : {"point", "lower"}, default "point"
         See :func:`score_contacts`.
     require_evidence : bool, default True
         Only offers whose targeting paid on past contacts (see :func:`score_contacts`).
-    with_risk : bool, default True
-        Also score the customer's 90-day churn risk and its reasons (needs a churn-risk model).
+    with_risk : bool, default False
+        Also score the customer's 90-day churn risk and its reasons (needs a churn-risk model; one
+        more query over the customer's history, see :func:`models.features.snapshot_features`).
     registry_root : path, optional
         Registry folder when ``models`` is None.
 
@@ -425,8 +428,9 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         if with_risk and models.churn_risk is not None:
             snap = F.snapshot_features(con, as_of=at.date(), customer_ids=[int(customer_id)])
             if len(snap):
-                risk = float(models.churn_risk.predict_risk(snap).iloc[0])
-                reasons = models.churn_risk.reasons(snap, top=3).drop(columns=["row", "risk"])
+                scores, why = models.churn_risk.explain(snap, top=3)
+                risk = float(scores.iloc[0])
+                reasons = why.drop(columns=["row", "risk"])
             else:
                 notes.append("churn risk not shown: the customer has no subscription serving today")
 

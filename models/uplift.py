@@ -77,8 +77,10 @@ class OfferUpliftModel(BaseEstimator):
     min_arm_size : int, default 40
         Offers granted at fewer contacts are left out of the fit (their contacts too): the model
         gives them no estimate and the recommender never proposes them.
-    n_bootstrap : int, default 20
-        Bootstrap refits of the final stage, for the interval.
+    n_bootstrap : int, default 10
+        Bootstrap refits of the final stage, for the interval. Few are needed: the interval model
+        (``sd_models_``) is a regression of the bootstrap spread on the covariates, which averages
+        the spread over similar contacts.
     alpha : float, default 0.1
         Intervals have coverage ``1 - alpha``.
     cv : int, default 5
@@ -108,9 +110,9 @@ class OfferUpliftModel(BaseEstimator):
         Offer code -> list of final-stage models fitted on bootstrap resamples.
     evidence_ : pandas.DataFrame or None
         Index (rule, offer or ``all``): ``n_targeted``, ``gain_cents`` (mean net gain per training
-        contact of targeting the offer by the rule, against no offer), ``se_cents``, ``lo_cents``,
-        ``hi_cents``, ``proven`` (``lo_cents > 0``). None when the frame has no ``value_cents`` and
-        ``cost_<offer>`` columns.
+        contact of targeting the offer by the rule, against no offer, in cents), ``se_cents``,
+        ``lo_cents``, ``hi_cents``, ``proven`` (``lo_cents > 0``). None when the frame has no
+        ``value_cents`` and ``cost_<offer>`` columns.
     sd_models_ : dict
         Offer code -> regressor of the bootstrap standard deviation on the covariates (the fast
         interval used by :meth:`predict`; :meth:`bootstrap_sd` gives the exact one).
@@ -141,13 +143,16 @@ class OfferUpliftModel(BaseEstimator):
     that saw its outcome): the rule picks offers with those effects, and the doubly robust value of
     "offer k where the rule picks k, nothing elsewhere" against "nothing" is the mean over contacts
     of ``1[pick = k] x (value x (G_k - G_none) - cost_k)`` (``G`` the AIPW pseudo-outcomes), with a
-    normal interval. An offer is *proven* when the lower end is above zero; the recommender only
-    proposes proven offers (:func:`models.recommender.score_contacts`).
+    normal interval. Offers whose lower end is not above zero are disabled and the rule re-run with
+    the others until every remaining offer pays; those are *proven*, and the recommender only
+    proposes proven offers (:func:`models.recommender.score_contacts`). ``evidence_`` holds each
+    offer's last evaluation (``n_targeted`` contacts it was picked for) and the whole policy's
+    (``all``).
     Identification assumes no unmeasured confounding of the agents' choices given the covariates
     (the randomized holdout contacts make the propensities bounded away from zero).
     """
 
-    def __init__(self, min_arm_size=40, n_bootstrap=20, alpha=0.1, cv=5, clip=0.05, final_model=None,
+    def __init__(self, min_arm_size=40, n_bootstrap=10, alpha=0.1, cv=5, clip=0.05, final_model=None,
                  covariates=None, modifiers=None, random_state=0):
         self.min_arm_size = min_arm_size
         self.n_bootstrap = n_bootstrap
@@ -237,26 +242,38 @@ class OfferUpliftModel(BaseEstimator):
         G = learner.effects_.pseudo_outcomes_.to_numpy()[keep]
         arms = [str(a) for a in learner.effects_.arms_]
         g0 = G[:, arms.index(CONTROL)]
+        gains = np.column_stack([value[:, 0] * (G[:, arms.index(c)] - g0) - np.nan_to_num(cost[:, j])
+                                 for j, c in enumerate(codes)])
         rows = []
         for rule in RULES:
-            picks = pick_offers(est * value - cost, pays_mask(est, lo, value, cost, elig, rule))
-            total = np.zeros(n)
-            for j, c in enumerate(codes):
-                on = picks == j
-                gain = np.where(on, value[:, 0] * (G[:, arms.index(c)] - g0) - np.nan_to_num(cost[:, j]), 0.0)
-                total += gain
-                rows.append(self._gain_row(rule, c, int(on.sum()), gain, z))
-            rows.append(self._gain_row(rule, "all", int((picks >= 0).sum()), total, z))
+            pays = pays_mask(est, lo, value, cost, elig, rule)
+            enabled = np.ones(len(codes), dtype=bool)
+            last = {}
+            for _ in range(len(codes)):
+                # the rule with the offers still enabled; offers whose targeting does not pay are
+                # disabled and the others re-evaluated, until every enabled offer pays
+                picks = pick_offers(est * value - cost, pays & enabled[None, :])
+                for j, c in enumerate(codes):
+                    if enabled[j]:
+                        last[c] = self._gain_row(rule, c, picks == j, np.where(picks == j, gains[:, j], 0.0), z)
+                total = np.where(picks >= 0, gains[np.arange(n), np.maximum(picks, 0)], 0.0)
+                last["all"] = self._gain_row(rule, "all", picks >= 0, total, z)
+                failing = [j for j, c in enumerate(codes) if enabled[j] and not last[c]["proven"]]
+                if not failing:
+                    break
+                enabled[failing] = False
+            rows += [last[c] for c in [*codes, "all"]]
         return pd.DataFrame(rows).set_index(["rule", "offer"])
 
     @staticmethod
-    def _gain_row(rule, offer, n_targeted, gain, z):
+    def _gain_row(rule, offer, on, gain, z):
+        n_targeted = int(np.sum(on))
         m = float(gain.mean())
         se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else np.nan
         return {"rule": rule, "offer": offer, "n_targeted": n_targeted, "gain_cents": m, "se_cents": se,
                 "lo_cents": m - z * se, "hi_cents": m + z * se, "proven": bool(n_targeted > 0 and m - z * se > 0)}
 
-    def proven(self, rule: str = "lower") -> list[str] | None:
+    def proven(self, rule: str = "point") -> list[str] | None:
         """Offers whose targeting by ``rule`` paid on the training contacts (None: not assessed)."""
         ev = getattr(self, "evidence_", None)
         if ev is None:

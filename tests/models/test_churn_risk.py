@@ -81,6 +81,9 @@ def test_reasons_name_the_features_that_raise_this_customers_risk(world, churn_f
         assert base - model.predict_risk(x).iloc[0] == pytest.approx(top["delta"], abs=1e-9)
         assert grp["risk"].iloc[0] == pytest.approx(base)
     assert model.summary_["importance"].is_monotonic_decreasing
+    risk, why = model.explain(X, top=3)
+    np.testing.assert_allclose(risk.to_numpy(), model.predict_risk(X).to_numpy(), rtol=1e-12)
+    pd.testing.assert_frame_equal(why, reasons)
 
 
 # -- the IBM Telco file -----------------------------------------------------------------------------

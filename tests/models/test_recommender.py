@@ -56,18 +56,21 @@ def test_true_value_beats_current_practice_and_every_blanket_offer(world, uplift
     blanket = {}
     for code in full.offers:
         blanket[code] = _true_value(held_out, np.where(held_out[f"elig_{code}"], code, "none"))[0]
-    point, _ = _true_value(held_out, choose_offers(model, held_out, offers=catalogue, rule="point",
-                                                   require_evidence=False))
-    ungated, _ = _true_value(held_out, choose_offers(model, held_out, offers=catalogue, require_evidence=False))
+    variants = {name: _true_value(held_out, choose_offers(model, held_out, offers=catalogue, rule=rule,
+                                                          require_evidence=ev))[0]
+                for name, rule, ev in (("lower rule", "lower", True), ("point rule without evidence", "point", False),
+                                       ("lower rule without evidence", "lower", False))}
     # the best any policy could do, knowing every potential outcome
     opts = ["none", *full.offers]
     vals = np.column_stack([held_out[f"y_{o}"].to_numpy() * held_out["value_cents"].to_numpy()
                             - (0 if o == "none" else held_out[f"cost_{o}"].fillna(0).to_numpy()) for o in opts])
     oracle = float(np.nanmax(vals, axis=1).mean() / 100)
+    offered = choice[choice != "none"]
     print(f"\ntrue net value per held-out contact (EUR, n={len(held_out)}): recommender {ours:.2f} "
-          f"(offers at {(choice != 'none').mean():.1%} of contacts: {choice[choice != 'none'].value_counts().to_dict()}), "
-          f"without the evidence check {ungated:.2f}, point-estimate rule {point:.2f}, current practice {practice:.2f}, no offer {nothing:.2f}, oracle {oracle:.2f}; "
-          "blanket " + ", ".join(f"{k} {v:.2f}" for k, v in blanket.items()))
+          f"(offers at {len(offered) / len(choice):.1%} of contacts: {offered.value_counts().to_dict()}); "
+          + ", ".join(f"{k} {v:.2f}" for k, v in variants.items())
+          + f"; current practice {practice:.2f}, no offer {nothing:.2f}, oracle {oracle:.2f}; blanket "
+          + ", ".join(f"{k} {v:.2f}" for k, v in blanket.items()))
     print("evidence on the training contacts (EUR per contact):\n"
           + (model.evidence_[["n_targeted", "gain_cents", "lo_cents", "proven"]] / [1, 100, 100, 1]).round(2).to_string())
     assert ours_missing <= 0.01 * len(held_out)
@@ -82,7 +85,7 @@ def test_true_value_beats_current_practice_and_every_blanket_offer(world, uplift
 def test_scores_follow_the_definition(uplift_split, held_out):
     model, full, _ = uplift_split
     rows = held_out.head(40)
-    s = score_contacts(model, rows, require_evidence=False)
+    s = score_contacts(model, rows, rule="lower", require_evidence=False)
     est = s[s["has_estimate"]]
     assert len(est) and (est["eligible"]).all()
     np.testing.assert_allclose(est["net_value_cents"], est["uplift"] * est["value_cents"] - est["expected_cost_cents"])
@@ -91,10 +94,11 @@ def test_scores_follow_the_definition(uplift_split, held_out):
     assert not s.loc[~s["eligible"], "pays"].any() and s.loc[~s["eligible"], "uplift"].isna().all()
     point = score_contacts(model, rows, rule="point", require_evidence=False)
     assert point["pays"].sum() >= s["pays"].sum()
-    gated = score_contacts(model, rows)
-    proven = set(model.proven("lower"))
+    gated = score_contacts(model, rows)                       # the default: point rule, evidence required
+    proven = set(model.proven("point"))
     assert not gated.loc[~gated["code"].isin(proven), "pays"].any()
-    assert (gated["pays"] <= s["pays"]).all()
+    assert (gated["pays"] <= point["pays"]).all()
+    assert (gated["proven"] == gated["code"].isin(proven)).all()
 
 
 # -- the live path: one contact at a time -----------------------------------------------------------------
@@ -195,9 +199,13 @@ def test_no_offer_when_none_pays_names_the_best_and_its_numbers(world, models, a
                         at=pd.Timestamp(c.contacted_at).to_pydatetime(), agent_login=agents[1], models=models,
                         with_risk=False)
         if rec.action == "no_offer" and rec.options["has_estimate"].any():
-            assert "expected to pay for itself" in rec.message and "best:" in rec.message
-            top = rec.options[rec.options["has_estimate"]].iloc[0]
-            assert top["code"] in rec.message
+            unproven = rec.options[rec.options["status"] == "unproven"]
+            if len(unproven):
+                assert "has not paid on past contacts" in rec.message and unproven["code"].iloc[0] in rec.message
+            else:
+                assert "expected to pay for itself" in rec.message and "best:" in rec.message
+                top = rec.options[rec.options["has_estimate"]].iloc[0]
+                assert top["code"] in rec.message
             return
     pytest.fail("no contact without a paying offer among the sample")
 
@@ -205,7 +213,8 @@ def test_no_offer_when_none_pays_names_the_best_and_its_numbers(world, models, a
 def test_churn_risk_and_reasons_come_with_the_recommendation(world, models, agents, live_contacts):
     c = live_contacts.iloc[-1]
     rec = recommend(world, customer_id=int(c["customer_id"]), reason=c["reason"],
-                    at=pd.Timestamp(c["contacted_at"]).to_pydatetime(), agent_login=agents[2], models=models)
+                    at=pd.Timestamp(c["contacted_at"]).to_pydatetime(), agent_login=agents[2], models=models,
+                    with_risk=True)
     assert rec.churn_risk is not None and 0 < rec.churn_risk < 1
     assert list(rec.risk_reasons.columns) == ["rank", "feature", "value", "reference", "delta"]
     d = rec.as_dict()
