@@ -28,7 +28,7 @@ from data.simulate import DEFAULT_DEMO
 from tests.worlds import open_world
 
 D, T = dt.date, dt.datetime
-SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3)
+SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3, start="2023-01")
 
 
 def insert(con, table, rows):

@@ -25,7 +25,7 @@ from data.simulate import DEFAULT_DEMO
 from tests.worlds import copy_world, open_world
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3)
+SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3, start="2023-01")
 Z = 1.959963984540054
 
 

@@ -209,7 +209,7 @@ def test_lifetime_value_from_an_attribute_when_there_are_no_prices():
         c.close()
 
 
-SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3)
+SMALL = DEFAULT_DEMO.replace(customers=2500, months=20, seed=3, start="2023-01")
 
 
 @pytest.fixture(scope="module")
