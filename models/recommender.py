@@ -16,13 +16,14 @@ says a supervisor is needed instead).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from analytics import discounts
 from analytics.discounts import REASONS
@@ -332,6 +333,12 @@ def _target_price(con, plan_id, at: dt.datetime) -> float:
     return np.nan if not rows or rows[0][0] is None else float(rows[0][0])
 
 
+@functools.lru_cache(maxsize=1)
+def _threads() -> ThreadpoolController:
+    """Native thread pools, inspected once (``threadpool_limits`` re-inspects them: ~20 ms a call)."""
+    return ThreadpoolController()
+
+
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f} pts"
 
@@ -420,7 +427,9 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         target = _target_price(con, e["target_plan_id"], at) if o["kind"] == "plan_move" else np.nan
         frame[f"cost_{code}"] = discounts._expected_cost(o, price, np.array([target]), value_months)
     frame["value_cents"] = price * value_months
-    with threadpool_limits(1):
+    # one row to predict: one native thread (a pool of OpenMP threads costs more than it saves, and
+    # spins against other work on a busy machine)
+    with _threads().limit(limits=1):
         scored = score_contacts(models.uplift, frame, offers=catalogue, agent_tier=tier, rule=rule,
                                 require_evidence=require_evidence)
         risk, reasons = None, pd.DataFrame(columns=["rank", "feature", "value", "reference", "delta"])
