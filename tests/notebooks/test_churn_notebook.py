@@ -2,37 +2,14 @@
 the venv's python3 kernel) and shows the metrics, cohorts, survival curves and practice hazard ratios an analyst reads."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "churn_exploration.ipynb"
+from tests.notebooks.execute import execute_notebook, outputs as _outputs
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.delenv("RETENTION_DB", raising=False)
-    mp.setenv("RETENTION_NOTEBOOK_CUSTOMERS", "2500")
-    mp.setenv("RETENTION_NOTEBOOK_MONTHS", "20")
-    mp.setenv("OMP_NUM_THREADS", "1")
-    try:
-        nb = nbformat.read(NOTEBOOK, as_version=4)
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    finally:
-        mp.undo()
-    nbformat.write(nb, tmp_path_factory.mktemp("nb") / NOTEBOOK.name)
-    return nb
-
-
-def _outputs(nb):
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            yield from cell.get("outputs", [])
+    return execute_notebook("churn_exploration.ipynb", tmp_path_factory.mktemp("nb"))
 
 
 def test_notebook_runs_without_errors(executed):
