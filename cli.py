@@ -23,6 +23,7 @@ EXTENSIONS = [
     ("data.importers", "add_import_command"),
     ("data.simulate.cli", "add_demo_command"),
     ("analytics.effects_cli", "add_effects_command"),
+    ("analytics.practices_cli", "add_practices_command"),
     ("models.cli", "add_model_commands"),
 ]
 

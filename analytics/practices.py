@@ -72,7 +72,8 @@ from threadpoolctl import threadpool_limits
 
 from analytics.practice_panel import CATEGORICAL, COVARIATES, practice_panel
 
-__all__ = ["COVARIATES", "practice_panel", "PracticeCoxFitter", "practice_hazard_ratios", "wait_time_curve"]
+__all__ = ["COVARIATES", "practice_panel", "PracticeCoxFitter", "practice_hazard_ratios", "wait_time_curve",
+           "ratio_table", "RATIO_COLUMNS", "WAIT_COLUMNS"]
 
 WAIT_TERMS = ("wait_minutes_last_month", "wait_minutes_this_month")
 # the care practices the model is for; the other terms adjust for what else moves churn
@@ -82,6 +83,10 @@ PRACTICES = ("wait_minutes_this_month", "unresolved_this_month", "escalated_this
 # lifelines' warnings that a fit did not converge (it still returns one): the fitter retries instead
 _NOT_CONVERGED = ("failed to converge", "suspiciously close to 0", "norm(delta) is still high")
 MIN_LEVEL_ROWS = 100   # a segment or channel value with fewer rows joins the reference group
+# the columns of practice_hazard_ratios / wait_time_curve (also those of a stored run)
+RATIO_COLUMNS = ("term", "label", "hazard_ratio", "lo", "hi", "coef", "se", "z", "p", "practice",
+                 "n_customers", "n_events", "sampled")
+WAIT_COLUMNS = ("wait_minutes", "hazard_ratio", "lo", "hi", "monthly_churn", "churn_lo", "churn_hi")
 
 
 class PracticeCoxFitter:
@@ -343,6 +348,13 @@ def _design(panel: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     return design, labels
 
 
+def ratio_table(fitter: PracticeCoxFitter) -> pd.DataFrame:
+    """A fitted :class:`PracticeCoxFitter`'s ``summary_`` with what it was fitted on: one row per term,
+    columns :data:`RATIO_COLUMNS` (n_customers, n_events and sampled repeat on every row)."""
+    return fitter.summary_.assign(n_customers=fitter.n_customers_, n_events=fitter.n_events_,
+                                  sampled=fitter.sampled_)[list(RATIO_COLUMNS)]
+
+
 def _page_fit(con, as_of, sample_customers, random_state, min_events, filters) -> PracticeCoxFitter | None:
     try:
         fitter = PracticeCoxFitter(sample_customers=sample_customers, random_state=random_state,
@@ -354,14 +366,16 @@ def _page_fit(con, as_of, sample_customers, random_state, min_events, filters) -
 
 def practice_hazard_ratios(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, sample_customers: int | None = 20_000,
                            random_state: int = 0, min_events: int = 20, **filters) -> pd.DataFrame:
-    """Hazard ratios of care practices: ``summary_`` of a default :class:`PracticeCoxFitter` plus
-    n_customers, n_events and sampled; empty with fewer than ``min_events`` churn events or nothing
-    to fit (e.g. an import without contacts). ``filters``: segment, region, plan, channel."""
+    """Hazard ratios of care practices: :func:`ratio_table` of a :class:`PracticeCoxFitter` fitted now
+    (without the proportional-hazards check); empty with fewer than ``min_events`` churn events or
+    nothing to fit (e.g. an import without contacts). ``filters``: segment, region, plan, channel.
+
+    A fit takes up to a minute on a million customers: the Churn explorer reads a stored run
+    instead (:mod:`analytics.practice_runs`, ``python cli.py practices``)."""
     fitter = _page_fit(con, as_of, sample_customers, random_state, min_events, filters)
     if fitter is None:
-        return pd.DataFrame(columns=["term", "label", "hazard_ratio", "lo", "hi", "coef", "se", "z", "p", "practice"])
-    return fitter.summary_.assign(n_customers=fitter.n_customers_, n_events=fitter.n_events_,
-                                  sampled=fitter.sampled_)
+        return pd.DataFrame(columns=list(RATIO_COLUMNS[:10]))
+    return ratio_table(fitter)
 
 
 def wait_time_curve(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, max_minutes: int = 30,
@@ -371,5 +385,5 @@ def wait_time_curve(con: duckdb.DuckDBPyConnection, as_of: dt.date, *, max_minut
     there is not enough data to fit."""
     fitter = _page_fit(con, as_of, sample_customers, random_state, min_events, filters)
     if fitter is None:
-        return pd.DataFrame(columns=["wait_minutes", "hazard_ratio", "lo", "hi"])
+        return pd.DataFrame(columns=list(WAIT_COLUMNS[:4]))
     return fitter.wait_curve(np.arange(0, max_minutes + 1))

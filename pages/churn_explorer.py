@@ -2,7 +2,7 @@
 
 Filters by segment, region, plan and channel; survival curves by a chosen attribute with a log-rank
 test; the cohort retention heatmap; MRR movements; hazard ratios of care practices and the wait-time
-curve. Every table can be downloaded.
+curve from the stored practices run (``python cli.py practices``). Every table can be downloaded.
 """
 from __future__ import annotations
 
@@ -101,20 +101,26 @@ elif view == "MRR movements":
         _ui.table(mrr, "mrr-movements", "ce_dl_mrr", height=240)
 
 else:
-    ratios_fn = _ui.function("analytics.practices", "practice_hazard_ratios")
-    wait_fn = _ui.function("analytics.practices", "wait_time_curve")
-    if ratios_fn is None:
-        _ui.not_available("Hazard ratios of care practices", "waiting for analytics.practices.practice_hazard_ratios")
+    # The Cox model takes up to a minute on a large world: the view reads the stored run
+    # (`python cli.py practices`), fitted on all customers.
+    load = _ui.function("analytics.practice_runs", "load_latest")
+    run = _ui.cached("analytics.practice_runs", "load_latest") if load is not None else None
+    if load is None:
+        _ui.not_available("Hazard ratios of care practices", "waiting for analytics.practice_runs.load_latest; "
+                                                            "then run `python cli.py practices`")
+    elif run is None:
+        _ui.empty("No care-practices analysis stored yet: run `python cli.py practices` (it fits the churn model "
+                  "of care practices, about a minute on a million customers, and stores it; then this view "
+                  "shows the hazard ratios and the wait-time curve).")
     else:
-        ratios = _ui.cached("analytics.practices", "practice_hazard_ratios", as_of=as_of, **filters)
-        if ratios is None or ratios.empty:
-            _ui.empty("Not enough contacts to fit the practice model: it needs care contacts with waiting "
-                      "times (import contacts, or use a simulated world).")
-        else:
-            _ui.chart(af.hazard_forest_figure(ratios), "ce_hr")
-            _ui.table(ratios, "practice-hazard-ratios", "ce_dl_hr")
-    if wait_fn is not None:
-        curve = _ui.cached("analytics.practices", "wait_time_curve", as_of=as_of, **filters)
-        if curve is not None and not curve.empty:
-            _ui.chart(af.wait_curve_figure(curve), "ce_wait")
-            _ui.table(curve, "wait-time-curve", "ce_dl_wait")
+        who = f"a sample of {run.n_customers:,} customers" if run.sampled else f"all {run.n_customers:,} customers"
+        st.caption(f"Stored analysis {run.run_id} as of {run.as_of:%Y-%m-%d} (made {run.created_at:%Y-%m-%d %H:%M}): "
+                   f"{who}, {run.n_events:,} churns. To refresh it, run `python cli.py practices`.")
+        if filter_text != "all customers":
+            st.info("The care-practices model covers all customers: the filters above do not apply to it.",
+                    icon=":material/info:")
+        _ui.chart(af.hazard_forest_figure(run.hazard_ratios), "ce_hr")
+        _ui.table(run.hazard_ratios, "practice-hazard-ratios", "ce_dl_hr")
+        if not run.wait_curve.empty:
+            _ui.chart(af.wait_curve_figure(run.wait_curve), "ce_wait")
+            _ui.table(run.wait_curve, "wait-time-curve", "ce_dl_wait")
