@@ -205,6 +205,29 @@ def test_invoice_numbers_are_sequential_and_gap_free_across_runs():
     assert ids == list(range(1, 7))
 
 
+def test_invoice_numbers_follow_subscription_order_over_many_row_groups():
+    # 300,000 subscriptions inserted in shuffled order span several row groups, so DuckDB scans
+    # and sorts them in parallel: the numbers must still be gap-free and follow subscription_id.
+    con = new_db()
+    n = 300_000
+    con.execute(f"""
+        INSERT INTO customers (customer_id, account_number, name, segment, region, channel, signup_date,
+                               currency, is_autopay, is_paperless, created_at)
+        SELECT i, 'AC' || lpad(CAST(i AS VARCHAR), 8, '0'), 'Customer ' || i, 'consumer', 'north', 'web',
+               DATE '2023-06-01', 'EUR', true, true, TIMESTAMP '2023-06-01'
+        FROM range(1, {n} + 1) r(i)""")
+    con.execute(f"""
+        INSERT INTO subscriptions (subscription_id, customer_id, plan_id, start_date)
+        SELECT i, i, 1, DATE '2023-06-01' FROM range(1, {n} + 1) r(i) ORDER BY hash(i)""")
+    bill(con, JAN)
+    wrong = con.execute("""
+        SELECT count(*) FROM (
+            SELECT invoice_id, row_number() OVER (ORDER BY subscription_id) AS expected FROM invoices)
+        WHERE invoice_id <> expected""").fetchall()[0][0]
+    assert con.execute("SELECT count(*) FROM invoices").fetchall()[0][0] == n
+    assert wrong == 0
+
+
 def test_period_not_starting_on_the_first_is_refused():
     con = new_db()
     res = run_billing(con, dt.date(2024, 1, 2), as_of=dt.date(2024, 2, 1))
