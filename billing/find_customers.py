@@ -51,8 +51,10 @@ _BY_NAME = "c.name ILIKE $contains ESCAPE '\\'"
 _BY_ACCOUNT = "c.account_number ILIKE $contains ESCAPE '\\'"
 _BY_EMAIL = "c.email ILIKE $contains ESCAPE '\\'"
 _EMAIL_EXACT = "lower(c.email) = $exact"
-# phone digits with anything between them: '555 0101' matches '+31 20 555-0101'
-_BY_PHONE = "regexp_matches(c.phone, $phone_pattern)"
+# phone digits with anything between them: '555 0101' matches '+31 20 555-0101'. The LIKE of the
+# digits in order (a necessary condition, several times cheaper than the regular expression) runs
+# first, so the expression only checks the few phones it lets through.
+_BY_PHONE = "(c.phone LIKE $phone_like AND regexp_matches(c.phone, $phone_pattern))"
 _PHONE_EXACT = "regexp_full_match(c.phone, $phone_full)"
 
 _PHONE_LIKE = re.compile(r"[\d\s+\-().]+")
@@ -151,6 +153,7 @@ def find_customers(con: duckdb.DuckDBPyConnection, query: str, *, limit: int = D
             where.append(_BY_PHONE)
             phone_exact = _PHONE_EXACT
             params["phone_pattern"] = gap.join(digits)
+            params["phone_like"] = "%" + "%".join(digits) + "%"
             params["phone_full"] = "[^0-9]*" + gap.join(digits) + "[^0-9]*"
         sql = _SCAN_SQL.format(where=" OR ".join(where), email_exact=email_exact, phone_exact=phone_exact)
         hits = con.execute(sql, params).df()
