@@ -4,6 +4,11 @@ Used by the agent desk, the CLI and :mod:`billing.end_for_non_payment`. Nothing 
 Balances come from the ``invoice_balances`` view (``data/schema.sql``): settled payments settle the
 oldest invoices first (FIFO by issue date, then invoice number), and what exceeds every invoice is
 the customer's credit balance, which settles the next invoices as they are issued.
+
+The book-wide readers (:func:`overdue_ageing`, :func:`overdue_customers` and the non-payment run)
+do not run the view's allocation window over every invoice ever issued: :func:`open_balances_cte`
+gives the same balances for the only invoices that can still be open (see its Notes), and
+tests/billing/test_account_fast_path.py checks it against the view.
 """
 from __future__ import annotations
 
@@ -103,6 +108,121 @@ SELECT * FROM final
 """
 
 
+# How far back (days before the bound) the allocation window looks first; a customer whose unpaid
+# amount is not covered by the invoices issued since then gets the window over the whole history.
+RECENT_DAYS = 100
+
+
+def open_balances_cte(issued_before_sql: str) -> str:
+    """SQL of CTEs ending in ``open_balances``: the ``invoice_balances`` rows of the invoices that may
+    still be open among those issued before a bound (the FIFO window over few invoices, not all).
+
+    Parameters
+    ----------
+    issued_before_sql : str
+        A SQL expression (a code constant, never user input) of the exclusive bound on ``issued_on``
+        of the invoices the caller asks about, e.g. ``"CAST($as_of AS DATE)"``.
+
+    Returns
+    -------
+    str
+        ``name AS (...), ..., open_balances AS (...)`` to follow ``WITH``; ``open_balances`` has the
+        view's columns. Every invoice issued before the bound with a positive balance in the view
+        is in it, with the view's figures; an invoice left out has balance 0 or was issued later.
+
+    Notes
+    -----
+    Per customer, ``P`` = settled payments, ``D`` = sum of ``due`` over finalized invoices and, in the
+    view's order, ``before_i`` = sum of ``due`` of the invoices before invoice ``i``:
+    ``paid_i = least(due_i, greatest(0, P - before_i))``, so invoice ``i`` is open iff ``due_i > 0``
+    and ``before_i + due_i > P``.
+
+    1. Candidates: a customer can have an open invoice issued before the bound only if the positive
+       dues of the invoices issued before the bound exceed ``P`` (every invoice before such an
+       invoice in the view's order was issued before the bound too). Customers with a negative due
+       or a due date before the issue date are always candidates (irregular: the full window).
+    2. Recent window: when dues are not negative, the open invoices are the newest ones whose dues
+       reach the unpaid amount ``D - P``; if the invoices issued in the last :data:`RECENT_DAYS`
+       days before the bound (a suffix of the order) reach it, older invoices are fully paid and
+       ``before_i = D - (due of i and every later invoice)`` needs only the recent ones. Otherwise
+       (or when irregular) the window covers the customer's whole history.
+    """
+    recent = f"({issued_before_sql} - {RECENT_DAYS})"
+    return f"""
+fp_credited AS (
+    SELECT invoice_id, CAST(sum(total_cents) AS BIGINT) AS credited_cents
+    FROM credit_notes GROUP BY invoice_id
+),
+fp_paid AS (
+    SELECT customer_id, CAST(sum(amount_cents) AS BIGINT) AS paid_cents
+    FROM payments WHERE status = 'settled' GROUP BY customer_id
+),
+fp_invoiced AS (
+    SELECT customer_id,
+           sum(total_cents) AS total_cents,
+           coalesce(sum(total_cents) FILTER (WHERE issued_on < {issued_before_sql}), 0) AS reach_total_cents,
+           coalesce(sum(total_cents) FILTER (WHERE issued_on >= {recent}), 0) AS recent_total_cents,
+           bool_or(due_on < issued_on) AS is_irregular
+    FROM invoices WHERE status = 'finalized' GROUP BY customer_id
+),
+fp_credited_customer AS (
+    SELECT i.customer_id,
+           sum(c.credited_cents) AS credited_cents,
+           coalesce(sum(c.credited_cents) FILTER (WHERE i.issued_on < {issued_before_sql}), 0)
+               AS reach_credited_cents,
+           coalesce(sum(c.credited_cents) FILTER (WHERE i.issued_on >= {recent}), 0) AS recent_credited_cents,
+           bool_or(c.credited_cents > i.total_cents) AS is_irregular
+    FROM fp_credited c JOIN invoices i USING (invoice_id)
+    WHERE i.status = 'finalized' GROUP BY i.customer_id
+),
+fp_customer AS (
+    SELECT v.customer_id,
+           v.total_cents - coalesce(c.credited_cents, 0) AS due_total_cents,
+           v.reach_total_cents - coalesce(c.reach_credited_cents, 0) AS reach_cents,
+           v.recent_total_cents - coalesce(c.recent_credited_cents, 0) AS recent_due_cents,
+           v.is_irregular OR coalesce(c.is_irregular, false) AS is_irregular,
+           coalesce(p.paid_cents, 0) AS customer_paid_cents
+    FROM fp_invoiced v LEFT JOIN fp_credited_customer c USING (customer_id)
+    LEFT JOIN fp_paid p USING (customer_id)
+),
+fp_candidate AS (
+    SELECT customer_id, due_total_cents, customer_paid_cents,
+           is_irregular OR recent_due_cents < due_total_cents - customer_paid_cents AS is_full_history
+    FROM fp_customer
+    WHERE is_irregular OR reach_cents > customer_paid_cents
+),
+fp_due AS (
+    SELECT i.invoice_id, i.customer_id, i.subscription_id, i.period_start, i.issued_on, i.due_on,
+           i.total_cents,
+           coalesce(c.credited_cents, 0) AS credited_cents,
+           i.total_cents - coalesce(c.credited_cents, 0) AS due_cents,
+           k.due_total_cents, k.customer_paid_cents
+    FROM invoices i JOIN fp_candidate k USING (customer_id)
+    LEFT JOIN fp_credited c USING (invoice_id)
+    WHERE i.status = 'finalized' AND (k.is_full_history OR i.issued_on >= {recent})
+),
+fp_ordered AS (
+    SELECT *,
+           CAST(due_total_cents - sum(due_cents) OVER (
+               PARTITION BY customer_id ORDER BY issued_on, invoice_id
+               ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS BIGINT) AS due_before_cents
+    FROM fp_due
+),
+fp_final AS (
+    SELECT invoice_id, customer_id, subscription_id, period_start, issued_on, due_on, total_cents,
+           credited_cents, due_cents,
+           CAST(least(due_cents, greatest(0, customer_paid_cents - due_before_cents)) AS BIGINT) AS paid_cents
+    FROM fp_ordered
+),
+open_balances AS (
+    SELECT *, due_cents - paid_cents AS balance_cents FROM fp_final
+)"""
+
+
+_ISSUED_BY_AS_OF = "(CAST($as_of AS DATE) + 1)"     # issued on or before as_of
+_ISSUED_BEFORE_AS_OF = "CAST($as_of AS DATE)"        # due before as_of implies issued before it
+
+
 def customer_balance(con: duckdb.DuckDBPyConnection, customer_id: int, *,
                      as_of: dt.date | None = None) -> CustomerBalance | None:
     """The customer's invoiced, credited and paid totals, open and credit balance, overdue amount.
@@ -196,10 +316,11 @@ def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.Data
     con.register("_ageing_buckets", buckets)
     try:
         return con.execute("""
-            WITH open_inv AS (
+            WITH """ + open_balances_cte(_ISSUED_BY_AS_OF) + """,
+            open_inv AS (
                 SELECT customer_id, balance_cents,
                        date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
-                FROM invoice_balances WHERE balance_cents > 0 AND issued_on <= $as_of
+                FROM open_balances WHERE balance_cents > 0 AND issued_on <= $as_of
             ),
             bucketed AS (
                 SELECT b.bucket_order, o.customer_id, o.balance_cents
@@ -224,9 +345,10 @@ def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.Data
 
 
 OVERDUE_CUSTOMERS_SQL = """
-WITH overdue AS (
+WITH """ + open_balances_cte(_ISSUED_BEFORE_AS_OF) + """,
+overdue AS (
     SELECT customer_id, invoice_id, period_start, due_on, balance_cents
-    FROM invoice_balances
+    FROM open_balances
     WHERE balance_cents > 0 AND due_on < $as_of
 ),
 per_customer AS (
