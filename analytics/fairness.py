@@ -223,55 +223,39 @@ final AS (
 SELECT * FROM final ORDER BY last_period DESC, grant_id
 """
 
+# The customer's latest invoiced period (by ``issued_on <= as_of``, voids aside), its plan and what it
+# totalled; ``{since}`` narrows the scan to recent periods first (the invoice table is in period order,
+# so DuckDB skips older row groups), with a second, unnarrowed look only when that finds nothing.
+_OWN_SQL = """
+SELECT i.period_start, arg_max(i.plan_id, i.invoice_id) AS plan_id, sum(i.total_cents) AS total_cents,
+       any_value(i.currency) AS currency, any_value(c.signup_date) AS signup_date
+FROM invoices i JOIN customers c USING (customer_id)
+WHERE i.customer_id = $cid AND i.issued_on <= $as_of AND i.status <> 'void' {since}
+GROUP BY i.period_start
+ORDER BY i.period_start DESC
+LIMIT 1
+"""
+
+# The peers' spread: one row per peer (another customer who signed up in the band's date range, with
+# an invoice on the same plan for the same period, summed over a plan change), then one row of count,
+# quartiles and how many pay less than the customer (ties count half).
 _PEERS_SQL = """
-WITH own AS (
-    -- the customer's latest invoiced period, its plan and what it totalled
-    SELECT period_start, arg_max(plan_id, invoice_id) AS plan_id, sum(total_cents) AS total_cents,
-           any_value(currency) AS currency
-    FROM invoices
-    WHERE customer_id = $cid AND issued_on <= $as_of AND status <> 'void'
-    GROUP BY period_start
-    ORDER BY period_start DESC
-    LIMIT 1
-),
-me AS (
-    SELECT o.*, c.signup_date,
-           (extract(year FROM o.period_start) * 12 + extract(month FROM o.period_start))
-             - (extract(year FROM c.signup_date) * 12 + extract(month FROM c.signup_date))
-             - CASE WHEN day(c.signup_date) > 1 THEN 1 ELSE 0 END AS tenure_months
-    FROM own o JOIN customers c ON c.customer_id = $cid
-),
-band AS (
-    SELECT m.*, b.label, b.lo, b.hi FROM me m JOIN _fair_bands b
-      ON m.tenure_months >= b.lo AND (b.hi IS NULL OR m.tenure_months <= b.hi)
-),
-peer_customers AS (
-    -- one row per customer in the same tenure band: signed up in the band's date range
-    SELECT c.customer_id FROM customers c, band b
-    WHERE c.customer_id <> $cid
-      AND c.signup_date <= CAST(b.period_start - to_months(b.lo) AS DATE)
-      AND (b.hi IS NULL OR c.signup_date > CAST(b.period_start - to_months(b.hi + 1) AS DATE))
-),
-peer_totals AS (
-    -- one row per peer with an invoice on the same plan for the same period
+WITH peer_totals AS (
     SELECT i.customer_id, sum(i.total_cents) AS total_cents
-    FROM invoices i, band b
-    WHERE i.period_start = b.period_start AND i.plan_id = b.plan_id AND i.status <> 'void'
-      AND i.customer_id IN (SELECT customer_id FROM peer_customers)
+    FROM invoices i JOIN customers c USING (customer_id)
+    WHERE i.period_start = $period AND i.plan_id = $plan_id AND i.status <> 'void'
+      AND i.customer_id <> $cid
+      AND c.signup_date <= $signed_by AND ($signed_after IS NULL OR c.signup_date > $signed_after)
     GROUP BY i.customer_id
 ),
 final AS (
-    SELECT b.plan_id, p.name AS plan_name, b.label AS tenure_band, b.period_start, b.total_cents,
-           b.currency,
-           (SELECT count(*) FROM peer_totals) AS n_peers,
-           (SELECT quantile_cont(total_cents, 0.25) FROM peer_totals) AS p25,
-           (SELECT quantile_cont(total_cents, 0.5) FROM peer_totals) AS p50,
-           (SELECT quantile_cont(total_cents, 0.75) FROM peer_totals) AS p75,
-           (SELECT count(*) FILTER (WHERE total_cents < b.total_cents)
-                   + 0.5 * count(*) FILTER (WHERE total_cents = b.total_cents) FROM peer_totals) AS below
-    FROM band b JOIN plans p USING (plan_id)
+    SELECT count(*) AS n_peers,
+           quantile_cont(total_cents, [0.25, 0.5, 0.75]) AS q,
+           coalesce(count(*) FILTER (WHERE total_cents < $total)
+                    + 0.5 * count(*) FILTER (WHERE total_cents = $total), 0) AS below
+    FROM peer_totals
 )
-SELECT * FROM final
+SELECT n_peers, q[1], q[2], q[3], below FROM final
 """
 
 
@@ -300,16 +284,26 @@ def _frame(con, sql: str, params: dict, columns) -> pd.DataFrame:
     return df[list(columns)] if len(df.columns) else pd.DataFrame(columns=list(columns))
 
 
-def _peers(con: duckdb.DuckDBPyConnection, customer_id: int, as_of: dt.date) -> PeerComparison | None:
-    bands = pd.DataFrame(TENURE_BANDS, columns=["label", "lo", "hi"]).astype({"hi": "Int64"})
-    con.register("_fair_bands", bands)
-    try:
-        rows = con.execute(_PEERS_SQL, {"cid": int(customer_id), "as_of": as_of}).fetchall()
-    finally:
-        con.unregister("_fair_bands")
-    if not rows:
+def _peers(con: duckdb.DuckDBPyConnection, customer_id: int, as_of: dt.date,
+           window_start: dt.date) -> PeerComparison | None:
+    params = {"cid": int(customer_id), "as_of": as_of}
+    own = con.execute(_OWN_SQL.format(since="AND i.period_start >= $since"),
+                      {**params, "since": window_start}).fetchall()
+    if not own:
+        own = con.execute(_OWN_SQL.format(since=""), params).fetchall()
+    if not own:
         return None
-    plan_id, plan_name, band, period, total, currency, n, p25, p50, p75, below = rows[0]
+    period, plan_id, total, currency, signup = own[0]
+    months = (period.year * 12 + period.month) - (signup.year * 12 + signup.month) - (signup.day > 1)
+    found = [b for b in TENURE_BANDS if months >= b[1] and (b[2] is None or months <= b[2])]
+    if not found:
+        return None
+    band, lo, hi = found[0]
+    plan_name = con.execute("SELECT name FROM plans WHERE plan_id = ?", [plan_id]).fetchall()[0][0]
+    n, p25, p50, p75, below = con.execute(_PEERS_SQL, {
+        "cid": int(customer_id), "period": period, "plan_id": plan_id, "total": total,
+        "signed_by": _month_shift(period, -lo),
+        "signed_after": None if hi is None else _month_shift(period, -(hi + 1))}).fetchall()[0]
     enough = n >= MIN_PEERS
 
     def cents(v):
@@ -410,7 +404,7 @@ def fairness_check(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: d
         lambda v: None if pd.isna(v) else format_invoice_number(int(v))))
     rises = _frame(con, _PRICE_SQL, params, PRICE_COLUMNS)
     ended = _frame(con, _DISCOUNTS_SQL, params, DISCOUNT_COLUMNS)
-    peers = _peers(con, customer_id, as_of)
+    peers = _peers(con, customer_id, as_of, window_start)
     return FairnessCheck(
         customer_id=int(customer_id), as_of=as_of, window_start=window_start,
         invoices=invoices.reset_index(drop=True), billing_errors=errors.reset_index(drop=True), price_rises=rises.reset_index(drop=True),
