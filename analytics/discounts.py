@@ -19,7 +19,9 @@ Read-only: temporary tables live in a private cursor and are dropped afterwards.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -39,7 +41,9 @@ __all__ = [
     "TENURE_BANDS",
     "contact_dataset",
     "contact_features",
+    "expected_cost",
     "offer_catalogue",
+    "one_customer",
     "tenure_band",
 ]
 
@@ -267,7 +271,11 @@ def _run_feature_queries(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) ->
     """Run the feature queries on a private cursor and assemble their columns by input row."""
     n = len(frame)
     got: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    cur = con.cursor()
+    scoped = _SCOPES.get(id(con))
+    if scoped is not None and set(frame["customer_id"].tolist()) != {scoped}:
+        raise ValueError(f"this cursor holds the history of customer {scoped} only (analytics.discounts.one_customer)")
+    # the one-customer cursor is private already (and its copies are invisible to another cursor)
+    cur = con if scoped is not None else con.cursor()
     try:
         cur.register("_cf_in", frame[["row", "customer_id", "at"]])
         cur.execute(_CAND_VIEW)
@@ -279,7 +287,8 @@ def _run_feature_queries(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) ->
         cur.execute("DROP VIEW IF EXISTS _cf_cand")
         cur.unregister("_cf_in")
     finally:
-        cur.close()
+        if cur is not con:
+            cur.close()
 
     def column(name, default, dtype):
         out = np.full(n, default, dtype=dtype)
@@ -371,6 +380,61 @@ def contact_features(con: duckdb.DuckDBPyConnection, contacts: pd.DataFrame) -> 
     if "contact_id" in contacts.columns:
         out.insert(0, "contact_id", contacts["contact_id"].to_numpy())
     return out
+
+
+# The tables with a customer_id that contact_features and data.eligibility read (the rest, the
+# catalogue, plans and prices, are small).
+CUSTOMER_TABLES = ("customers", "subscriptions", "invoices", "payments", "credit_notes", "contacts", "offer_grants")
+
+
+# id of each open one_customer cursor -> its customer (contact_features runs on such a cursor itself)
+_SCOPES: dict[int, int] = {}
+
+
+def _quoted_database(cur) -> str:
+    """The connection's own catalog, quoted ("main.x" alone would find a temporary shadow ``x``)."""
+    return '"' + str(cur.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""') + '"'
+
+
+@contextlib.contextmanager
+def one_customer(con: duckdb.DuckDBPyConnection, customer_id: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private cursor on which the history tables hold one customer's rows only.
+
+    For a live contact: :func:`contact_features` and :func:`data.eligibility.offer_eligibility` for
+    that customer, run on this cursor, read each history table once (here) instead of scanning it
+    in every query, with the same results.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    customer_id : int
+
+    Yields
+    ------
+    duckdb.DuckDBPyConnection
+        A cursor of ``con`` on which each table of :data:`CUSTOMER_TABLES` is a temporary copy of
+        the customer's rows (same name and columns, so it shadows the stored table); closed, with
+        its copies, on exit.
+
+    Notes
+    -----
+    The tables have no index on ``customer_id`` (they are written in billing and time order), so
+    every query filtering them by customer scans them; a constant filter
+    (``customer_id = ?``) lets DuckDB skip the row groups whose min/max exclude the customer.
+    Only queries about this customer may use the cursor: any other customer has no history on it
+    (:func:`contact_features` refuses one).
+    """
+    cur = con.cursor()
+    try:
+        db = _quoted_database(cur)
+        for table in CUSTOMER_TABLES:
+            cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {db}.main.{table} WHERE customer_id = ?",
+                        [int(customer_id)])
+        _SCOPES[id(cur)] = int(customer_id)
+        yield cur
+    finally:
+        _SCOPES.pop(id(cur), None)
+        cur.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,8 +705,8 @@ def contact_dataset(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, horizon_d
         frame[f"elig_{code}"] = elig[f"elig_{code}"].to_numpy(dtype=bool)
     price = frame["monthly_price_cents"].to_numpy(dtype=float)
     for _, o in offers.iterrows():
-        frame[f"cost_{o['code']}"] = _expected_cost(o, price, elig[f"target_price_{o['code']}"].to_numpy(dtype=float),
-                                                    value_months)
+        frame[f"cost_{o['code']}"] = expected_cost(o, price, elig[f"target_price_{o['code']}"].to_numpy(dtype=float),
+                                                   value_months)
         frame.loc[~frame[f"elig_{o['code']}"], f"cost_{o['code']}"] = np.nan
     frame["plan_id_before"] = elig["plan_id_before"].astype("Int64").to_numpy()
     _granted_cost(con, frame, fol, offers, as_of, value_months)
@@ -668,17 +732,53 @@ def _empty_frame(codes) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
 
 
-def _expected_cost(o, price: np.ndarray, target_price: np.ndarray, value_months: float) -> np.ndarray:
-    kind = o["kind"]
-    cycles = 1 if pd.isna(o["cycles"]) else int(o["cycles"])
+def expected_cost(offer, price: np.ndarray, target_price: np.ndarray, value_months: float) -> np.ndarray:
+    """Expected cost of giving an offer, in cents (tax excluded), for each of many customers.
+
+    Parameters
+    ----------
+    offer : mapping or pandas.Series
+        One offer of the catalogue (:func:`offer_catalogue`): ``kind``, ``percent_off``,
+        ``credit_cents``, ``cycles``.
+    price : numpy.ndarray
+        Each customer's monthly list price in cents (the plan serving them, tax excluded, before
+        temporary discounts).
+    target_price : numpy.ndarray
+        Plan moves: the monthly list price of the plan the customer would move to (NaN: none);
+        ignored for the other kinds.
+    value_months : float
+        Months of the value horizon (``horizon_days / 30``, i.e. 6).
+
+    Returns
+    -------
+    numpy.ndarray
+        One cost per customer (float cents; NaN where the price is unknown).
+
+    Notes
+    -----
+    The cost of the offer if the customer stays through its terms, with ``cycles`` 1 when missing:
+
+    - percent off: ``cycles x round(price x percent_off / 100)`` (half away from zero, as
+      :func:`data.money.round_div`);
+    - free months: ``cycles x price``;
+    - fixed credit: ``credit_cents``;
+    - plan move: ``max(price - target_price, 0) x value_months``, the monthly price difference
+      over the value horizon;
+    - any other kind: 0.
+
+    :func:`contact_dataset` defines ``cost_<code>`` with it and the recommender costs a live
+    contact's offers with it, so the two always agree.
+    """
+    kind = offer["kind"]
+    cycles = 1 if pd.isna(offer["cycles"]) else int(offer["cycles"])
     if kind == "percent_off":
-        pct = int(o["percent_off"])
+        pct = int(offer["percent_off"])
         # round half away from zero, as data.money.round_div does
         return cycles * np.floor(price * pct / 100.0 + 0.5)
     if kind == "free_months":
         return cycles * price
     if kind == "fixed_credit":
-        return np.full(len(price), float(o["credit_cents"]))
+        return np.full(len(price), float(offer["credit_cents"]))
     if kind == "plan_move":
         return np.maximum(price - target_price, 0.0) * value_months
     return np.zeros(len(price))
@@ -729,8 +829,7 @@ def _eligibility_before(con, fol: pd.DataFrame, offers: pd.DataFrame) -> pd.Data
     offer_ids = offers["offer_id"].astype(int).to_numpy()
     codes = offers["code"].to_numpy()
     cur = con.cursor()
-    # the database's own catalog: "main.x" alone would find the temporary shadow of the batch before
-    db = '"' + str(cur.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""') + '"'
+    db = _quoted_database(cur)
     try:
         for k, batch in base.groupby("k", sort=True):
             cur.register("_ds_batch", batch[["customer_id", "at"]])

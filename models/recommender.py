@@ -413,10 +413,12 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
     catalogue = _catalogue(con)
     cand = pd.DataFrame({"customer_id": int(customer_id), "offer_id": catalogue["offer_id"].astype(int),
                          "at": at, "reason": reason, "agent_tier": tier})
-    elig = offer_eligibility(con, cand)
     contact = pd.DataFrame([{"customer_id": int(customer_id), "contacted_at": at, "reason": reason,
                              "is_intent_to_cancel": bool(is_intent_to_cancel), "wait_seconds": wait_seconds}])
-    feats = discounts.contact_features(con, contact).reset_index(drop=True)
+    # the customer's history read once (each history table scanned once), then both queries on it
+    with discounts.one_customer(con, int(customer_id)) as cur:
+        elig = offer_eligibility(cur, cand)
+        feats = discounts.contact_features(cur, contact).reset_index(drop=True)
     price = pd.to_numeric(feats["monthly_price_cents"], errors="coerce").to_numpy(dtype=float)
     value_months = discounts.HORIZON_DAYS / 30.0
     frame = feats.copy()
@@ -425,7 +427,7 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         e = elig.iloc[i]
         frame[f"elig_{code}"] = bool(e["eligible"])
         target = _target_price(con, e["target_plan_id"], at) if o["kind"] == "plan_move" else np.nan
-        frame[f"cost_{code}"] = discounts._expected_cost(o, price, np.array([target]), value_months)
+        frame[f"cost_{code}"] = discounts.expected_cost(o, price, np.array([target]), value_months)
     frame["value_cents"] = price * value_months
     # one row to predict: one native thread (a pool of OpenMP threads costs more than it saves, and
     # spins against other work on a busy machine)

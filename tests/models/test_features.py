@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.discounts import REASONS, contact_features
+from analytics.discounts import REASONS, contact_features, one_customer
+from data.eligibility import offer_eligibility
 from data.db import connect
 from models import features as F
 
@@ -127,3 +128,62 @@ def test_sample_is_the_same_customers_at_every_snapshot(world):
     both = set(F.snapshot_features(world, as_of=T + dt.timedelta(days=31))["customer_id"]) & full
     # a customer served at both snapshots is in both samples or in neither
     assert (a & both) == (b & both)
+
+
+@pytest.fixture(scope="module")
+def past_contacts(world):
+    """Recorded contacts spread over the history, with those of customers who had grants, credit
+    notes and failed payments (the features that read the most tables)."""
+    rows = world.execute("""
+        SELECT contact_id, customer_id, contacted_at, reason, is_intent_to_cancel, wait_seconds FROM contacts
+        WHERE customer_id IN (SELECT customer_id FROM offer_grants)
+           OR customer_id IN (SELECT customer_id FROM credit_notes WHERE reason = 'billing_error')
+           OR customer_id IN (SELECT customer_id FROM payments WHERE status = 'failed')
+        ORDER BY contact_id""").df()
+    return rows.iloc[np.linspace(0, len(rows) - 1, 40).astype(int)].reset_index(drop=True)
+
+
+def test_one_customer_features_and_eligibility_equal_the_batch_ones(world, past_contacts):
+    # the live path (analytics.discounts.one_customer: the customer's history copied once, as the
+    # recommender reads it) gives exactly what the batch computes for all contacts at once
+    batch = contact_features(world, past_contacts)
+    offers = world.execute("SELECT offer_id FROM offers ORDER BY offer_id").df()["offer_id"]
+    cand = pd.DataFrame({"customer_id": np.repeat(past_contacts["customer_id"].to_numpy(), len(offers)),
+                         "offer_id": np.tile(offers.to_numpy(), len(past_contacts)),
+                         "at": np.repeat(past_contacts["contacted_at"].to_numpy(), len(offers)),
+                         "reason": np.repeat(past_contacts["reason"].to_numpy(), len(offers)), "agent_tier": 2})
+    elig = offer_eligibility(world, cand).drop(columns="row")
+    assert batch["prior_grants"].gt(0).any() and batch["billing_error_credits"].gt(0).any()
+    assert batch["failed_payments_90d"].gt(0).any() and batch["overdue_cents"].gt(0).any()
+    assert elig["eligible"].any() and not elig["eligible"].all()
+    for i, c in past_contacts.iterrows():
+        with one_customer(world, int(c["customer_id"])) as cur:
+            live = contact_features(cur, past_contacts.iloc[[i]])
+            live_elig = offer_eligibility(cur, cand.iloc[i * len(offers):(i + 1) * len(offers)])
+        pd.testing.assert_frame_equal(live, batch.iloc[[i]])
+        pd.testing.assert_frame_equal(live_elig.drop(columns="row"),
+                                      elig.iloc[i * len(offers):(i + 1) * len(offers)].reset_index(drop=True))
+
+
+def test_one_customer_cursor_refuses_another_customer(world, past_contacts):
+    a, b = past_contacts["customer_id"].iloc[0], past_contacts["customer_id"].iloc[-1]
+    assert a != b
+    with one_customer(world, int(a)) as cur:
+        assert cur.execute("SELECT count(DISTINCT customer_id) FROM invoices").fetchall()[0][0] == 1
+        with pytest.raises(ValueError, match="customer"):
+            contact_features(cur, past_contacts.iloc[[-1]])
+
+
+def test_sampled_snapshot_frame_equals_each_snapshot_queried_alone(world):
+    # snapshot_frame copies the sample's customers once and queries the copy (models.features._sampled)
+    days = F.monthly_snapshots(world, horizon_days=90)[-3:]
+    stacked = F.snapshot_frame(world, days, sample=0.3)
+    alone = []
+    for day in days:
+        feats = F.snapshot_features(world, as_of=day, sample=0.3)
+        labels = F.churn_labels(world, as_of=day, sample=0.3)
+        alone.append(feats.merge(labels[["customer_id", "churned"]], on="customer_id", how="left"))
+    expected = pd.concat(alone, ignore_index=True)
+    expected["churned"] = expected["churned"].fillna(False).astype(bool)
+    assert len(stacked) > 500
+    pd.testing.assert_frame_equal(stacked, expected)
