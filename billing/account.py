@@ -157,13 +157,9 @@ fp_paid AS (
     SELECT customer_id, CAST(sum(amount_cents) AS BIGINT) AS paid_cents
     FROM payments WHERE status = 'settled' GROUP BY customer_id
 ),
-fp_invoiced AS (
-    SELECT customer_id,
-           sum(total_cents) AS total_cents,
-           coalesce(sum(total_cents) FILTER (WHERE issued_on < {issued_before_sql}), 0) AS reach_total_cents,
-           coalesce(sum(total_cents) FILTER (WHERE issued_on >= {recent}), 0) AS recent_total_cents,
-           bool_or(due_on < issued_on) AS is_irregular
-    FROM invoices WHERE status = 'finalized' GROUP BY customer_id
+fp_reach AS (
+    SELECT customer_id, sum(total_cents) AS total_cents
+    FROM invoices WHERE status = 'finalized' AND issued_on < {issued_before_sql} GROUP BY customer_id
 ),
 fp_credited_customer AS (
     SELECT i.customer_id,
@@ -175,21 +171,41 @@ fp_credited_customer AS (
     FROM fp_credited c JOIN invoices i USING (invoice_id)
     WHERE i.status = 'finalized' GROUP BY i.customer_id
 ),
+fp_irregular AS (
+    SELECT DISTINCT customer_id FROM invoices WHERE status = 'finalized' AND due_on < issued_on
+    UNION
+    SELECT customer_id FROM fp_credited_customer WHERE is_irregular
+),
+fp_candidate_id AS (
+    SELECT r.customer_id
+    FROM fp_reach r LEFT JOIN fp_credited_customer c USING (customer_id) LEFT JOIN fp_paid p USING (customer_id)
+    WHERE r.total_cents - coalesce(c.reach_credited_cents, 0) > coalesce(p.paid_cents, 0)
+    UNION
+    SELECT customer_id FROM fp_irregular
+),
+fp_late AS (
+    SELECT customer_id,
+           sum(total_cents) AS recent_total_cents,
+           coalesce(sum(total_cents) FILTER (WHERE issued_on >= {issued_before_sql}), 0) AS after_total_cents
+    FROM invoices
+    WHERE status = 'finalized' AND issued_on >= {recent}
+      AND customer_id IN (SELECT customer_id FROM fp_candidate_id)
+    GROUP BY customer_id
+),
 fp_customer AS (
-    SELECT v.customer_id,
-           v.total_cents - coalesce(c.credited_cents, 0) AS due_total_cents,
-           v.reach_total_cents - coalesce(c.reach_credited_cents, 0) AS reach_cents,
-           v.recent_total_cents - coalesce(c.recent_credited_cents, 0) AS recent_due_cents,
-           v.is_irregular OR coalesce(c.is_irregular, false) AS is_irregular,
+    SELECT k.customer_id,
+           coalesce(r.total_cents, 0) + coalesce(l.after_total_cents, 0) - coalesce(c.credited_cents, 0)
+               AS due_total_cents,
+           coalesce(l.recent_total_cents, 0) - coalesce(c.recent_credited_cents, 0) AS recent_due_cents,
+           k.customer_id IN (SELECT customer_id FROM fp_irregular) AS is_irregular,
            coalesce(p.paid_cents, 0) AS customer_paid_cents
-    FROM fp_invoiced v LEFT JOIN fp_credited_customer c USING (customer_id)
-    LEFT JOIN fp_paid p USING (customer_id)
+    FROM fp_candidate_id k LEFT JOIN fp_reach r USING (customer_id) LEFT JOIN fp_late l USING (customer_id)
+    LEFT JOIN fp_credited_customer c USING (customer_id) LEFT JOIN fp_paid p USING (customer_id)
 ),
 fp_candidate AS (
     SELECT customer_id, due_total_cents, customer_paid_cents,
            is_irregular OR recent_due_cents < due_total_cents - customer_paid_cents AS is_full_history
     FROM fp_customer
-    WHERE is_irregular OR reach_cents > customer_paid_cents
 ),
 fp_due AS (
     SELECT i.invoice_id, i.customer_id, i.subscription_id, i.period_start, i.issued_on, i.due_on,
