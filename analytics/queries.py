@@ -238,32 +238,29 @@ grants as (
     from offer_grants g
     where g.kind in ('percent_off', 'free_months') and g.granted_at < $as_of_next
 ),
-grant_months as materialized (
-    -- one row per grant and calendar month it covers
-    select g.grant_id, g.customer_id, g.pct, cal.mi
+grant_months as (
+    -- one row per grant and calendar month it covers (a range per grant, no join to the calendar)
+    select g.grant_id, g.customer_id, g.pct,
+           unnest(range(greatest(g.first_mi, $cal_start), least(g.first_mi + g.cycles, $last_mi + 1))) as mi
     from grants g
-    join calendar cal on cal.mi >= g.first_mi and cal.mi < g.first_mi + g.cycles
+    where g.first_mi <= $last_mi and g.first_mi + g.cycles > $cal_start
 ),
-disc_months as materialized (
-    -- one row per counted subscription, month and grant covering it
-    select u.subscription_id, {cohort}u.plan_id, u.start_mi, u.stop_mi, u.start_kind, u.end_kind,
-           gm.mi, gm.pct
+disc_raw as (
+    -- one row per counted subscription and month covered by a grant: the discounts, each rounded
+    -- half away from zero, together never more than the price (the subscription's columns are
+    -- the same on all its rows: any_value)
+    select u.subscription_id, gm.mi, {cohort.replace("u.cohort_mi", "any_value(u.cohort_mi) as cohort_mi")}any_value(u.plan_id) as plan_id,
+           any_value(u.start_mi) as start_mi, any_value(u.stop_mi) as stop_mi,
+           any_value(u.start_kind) as start_kind, any_value(u.end_kind) as end_kind,
+           least(min(pr.price), sum(round_div(pr.price * gm.pct, 100))) as disc
     from grant_months gm
     join unit_subs u on u.customer_id = gm.customer_id and gm.mi >= u.start_mi
                     and (u.stop_mi is null or gm.mi < u.stop_mi)
-),
-disc_raw as (
-    select d.subscription_id, {cohort.replace("u.", "min(d.").replace(", ", ") as cohort_mi, ")}min(d.plan_id) as plan_id,
-           min(d.start_mi) as start_mi, min(d.stop_mi) as stop_mi, min(d.start_kind) as start_kind,
-           min(d.end_kind) as end_kind, d.mi,
-           least(min(pr.price), sum(round_div(pr.price * d.pct, 100))) as disc
-    from disc_months d
-    join prices pr on pr.plan_id = d.plan_id and pr.mi = d.mi
-    group by d.subscription_id, d.mi
+    join prices pr on pr.plan_id = u.plan_id and pr.mi = gm.mi
+    group by u.subscription_id, gm.mi
 ),
 disc as (
-    -- one row per counted subscription and month with a discount: the discounts, each rounded
-    -- half away from zero, together never more than the price
+    -- one row per counted subscription and month with a discount: the amount
     select d.subscription_id, {cohort.replace("u.", "d.")}d.plan_id, d.start_mi, d.stop_mi,
            coalesce(r.kind, d.start_kind) as start_kind, d.end_kind, d.mi, d.disc
     from disc_raw d
