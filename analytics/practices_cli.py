@@ -111,10 +111,10 @@ def _as_text(stored, seconds: float) -> str:
     lines = [f"practices run {stored.run_id} as of {stored.as_of}: {stored.n_customers:,} customers"
              f"{' (a sample)' if stored.sampled else ''}, {int(stored.run['n_rows']):,} rows, "
              f"{stored.n_events:,} churn events ({seconds:.0f} s)", "",
-             f"  {'term':<52} {'hazard ratio [95%]':<26} {'p':>8}"]
+             f"  {'term':<62} {'hazard ratio [95%]':<26} {'p':>8}"]
     for _, r in stored.hazard_ratios.iterrows():
         mark = "*" if r["practice"] else " "
-        lines.append(f"{mark} {r['label'][:52]:<52} {r['hazard_ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+        lines.append(f"{mark} {r['label'][:62]:<62} {r['hazard_ratio']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
                      f"{'':<4} {r['p']:>8.2g}")
     lines += ["", "* a care practice; the other terms adjust for what else moves churn.",
               "The Churn explorer's Care practices view shows this run."]

@@ -91,3 +91,22 @@ def test_cli_refuses_bad_options_and_too_little_data(tmp_path, capsys):
     assert args.func(args) == 1 and "empty" in capsys.readouterr().err
     args = _args(["--db", str(tmp_path / "missing.duckdb"), "practices"])
     assert args.func(args) == 2
+
+
+def test_cli_prints_the_stored_run_as_text_and_json(fitter):
+    import json
+
+    from analytics.practices_cli import _as_json, _as_text
+    con = connect(":memory:")
+    try:
+        stored = load_latest(con, run_practices(con, as_of=AS_OF, at=AT, fitter=fitter))
+    finally:
+        con.close()
+    text = _as_text(stored, 12.0)
+    assert f"{fitter.n_events_:,} churn events" in text
+    assert all(label[:62] in text for label in fitter.summary_["label"])
+    out = json.loads(json.dumps(_as_json(stored), default=str))
+    assert out["as_of"] == AS_OF.isoformat() and out["n_customers"] == fitter.n_customers_
+    assert [r["term"] for r in out["hazard_ratios"]] == list(fitter.summary_["term"])
+    assert out["hazard_ratios"][0]["hazard_ratio"] == pytest.approx(fitter.summary_["hazard_ratio"].iloc[0])
+    assert len(out["ph_test"]) == len(fitter.ph_test_)
