@@ -24,7 +24,8 @@ Named CTEs and their grain:
 - ``groups``       one row per (cohort,) plan, first month, stop month and kinds: a count
 - ``prices``       one row per plan and calendar month: the monthly price for that period
 - ``grant_months`` one row per percent/free-month discount grant and month it covers
-- ``disc``         one row per counted subscription and month with a discount: the amount
+- ``disc_raw``     one row per counted subscription and month with a discount: the amount
+- ``disc``         the same, with the start kind of a verified reactivation (``reacts``)
 - ``moves``        one row per MRR change: month, kind code, signed amount
 """
 from __future__ import annotations
