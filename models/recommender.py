@@ -246,31 +246,40 @@ def score_contacts(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.
     est = uplift.predict(frame, offers=wanted) if wanted and n else pd.DataFrame(
         columns=["row", "offer", "uplift", "uplift_lo", "uplift_hi"])
     value = pd.to_numeric(frame["value_cents"], errors="coerce").to_numpy(dtype=float)
-    parts = []
+    columns = ["row", "code", "eligible", "has_estimate", "proven", "uplift", "uplift_lo", "uplift_hi",
+               "expected_cost_cents", "value_cents", "net_value_cents", "net_lo_cents", "net_hi_cents", "pays",
+               "may_grant", "needs_tier"]
+    if not codes:
+        return pd.DataFrame(columns=columns)
+    # the estimates by offer, as arrays over the rows (one (row, offer) pair per estimate); built as
+    # arrays and assembled once: on one live contact, pandas per offer cost more than the arithmetic
+    est_rows = est["row"].to_numpy(dtype=np.int64)
+    est_offer = est["offer"].to_numpy(dtype=object)
+    est_values = {k: est[k].to_numpy(dtype=float) for k in ("uplift", "uplift_lo", "uplift_hi")}
+    parts: dict[str, list] = {k: [] for k in columns}
     for c in codes:
-        e = est[est["offer"] == c].set_index("row").reindex(range(n))
-        u, lo, hi = (e[k].to_numpy(dtype=float) for k in ("uplift", "uplift_lo", "uplift_hi"))
+        on = est_offer == c
+        u, lo, hi = (np.full(n, np.nan) for _ in range(3))
+        for arr, k in ((u, "uplift"), (lo, "uplift_lo"), (hi, "uplift_hi")):
+            arr[est_rows[on]] = est_values[k][on]
         cost = pd.to_numeric(frame[f"cost_{c}"], errors="coerce").to_numpy(dtype=float) \
             if f"cost_{c}" in frame.columns else np.full(n, np.nan)
         has = np.isfinite(u) & elig[c]
         ok = proven is None or c in proven
-        pays = pays_mask(u, lo, value, cost, has, rule) & ok
         need = tiers.get(c, 1)
-        parts.append(pd.DataFrame({
-            "row": np.arange(n), "code": c, "eligible": elig[c], "has_estimate": has,
-            "proven": np.full(n, bool(ok and c in uplift.offers_)),
-            "uplift": np.where(has, u, np.nan), "uplift_lo": np.where(has, lo, np.nan),
-            "uplift_hi": np.where(has, hi, np.nan), "expected_cost_cents": np.where(elig[c], cost, np.nan),
-            "value_cents": value, "net_value_cents": np.where(has, u * value - cost, np.nan),
-            "net_lo_cents": np.where(has, lo * value - cost, np.nan),
-            "net_hi_cents": np.where(has, hi * value - cost, np.nan),
-            "pays": pays, "may_grant": np.full(n, agent_tier is None or int(agent_tier) >= need),
-            "needs_tier": need}))
-    if not parts:
-        return pd.DataFrame(columns=["row", "code", "eligible", "has_estimate", "proven", "uplift", "uplift_lo",
-                                     "uplift_hi", "expected_cost_cents", "value_cents", "net_value_cents",
-                                     "net_lo_cents", "net_hi_cents", "pays", "may_grant", "needs_tier"])
-    return pd.concat(parts, ignore_index=True)
+        for k, v in (("row", np.arange(n)), ("code", np.full(n, c, dtype=object)), ("eligible", elig[c]),
+                     ("has_estimate", has), ("proven", np.full(n, bool(ok and c in uplift.offers_))),
+                     ("uplift", np.where(has, u, np.nan)), ("uplift_lo", np.where(has, lo, np.nan)),
+                     ("uplift_hi", np.where(has, hi, np.nan)),
+                     ("expected_cost_cents", np.where(elig[c], cost, np.nan)), ("value_cents", value),
+                     ("net_value_cents", np.where(has, u * value - cost, np.nan)),
+                     ("net_lo_cents", np.where(has, lo * value - cost, np.nan)),
+                     ("net_hi_cents", np.where(has, hi * value - cost, np.nan)),
+                     ("pays", pays_mask(u, lo, value, cost, has, rule) & ok),
+                     ("may_grant", np.full(n, agent_tier is None or int(agent_tier) >= need)),
+                     ("needs_tier", np.full(n, need, dtype=np.int64))):
+            parts[k].append(v)
+    return pd.DataFrame({k: np.concatenate(v) for k, v in parts.items()})
 
 
 def choose_offers(uplift: OfferUpliftModel, frame: pd.DataFrame, *, offers: pd.DataFrame | None = None,
@@ -421,14 +430,15 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
         feats = discounts.contact_features(cur, contact).reset_index(drop=True)
     price = pd.to_numeric(feats["monthly_price_cents"], errors="coerce").to_numpy(dtype=float)
     value_months = discounts.HORIZON_DAYS / 30.0
-    frame = feats.copy()
+    offer_columns = {}
     for i, o in catalogue.iterrows():
         code = o["code"]
         e = elig.iloc[i]
-        frame[f"elig_{code}"] = bool(e["eligible"])
+        offer_columns[f"elig_{code}"] = [bool(e["eligible"])]
         target = _target_price(con, e["target_plan_id"], at) if o["kind"] == "plan_move" else np.nan
-        frame[f"cost_{code}"] = discounts.expected_cost(o, price, np.array([target]), value_months)
-    frame["value_cents"] = price * value_months
+        offer_columns[f"cost_{code}"] = discounts.expected_cost(o, price, np.array([target]), value_months)
+    offer_columns["value_cents"] = price * value_months
+    frame = pd.concat([feats, pd.DataFrame(offer_columns, index=feats.index)], axis=1)
     # one row to predict: one native thread (a pool of OpenMP threads costs more than it saves, and
     # spins against other work on a busy machine)
     with _threads().limit(limits=1):
