@@ -1,7 +1,7 @@
 """Retention Desk: the Streamlit entry point. It only routes.
 
 Opens the database (one connection per process, a cursor per script run), builds the demo world on
-the first start of an empty database, signs the user in (password, or single sign-on when
+the first start of an empty database (then computes its stored analyses in the background), signs the user in (password, or single sign-on when
 ``st.secrets`` has an ``[auth]`` section), and shows the pages the user's role may see.
 
     streamlit run app.py          # database: $RETENTION_DB or data/retention.duckdb
@@ -81,6 +81,9 @@ def _ensure_data() -> None:
             st.error(f"Cannot build the demo world: {exc}", icon=":material/error:")
             st.stop()
         progress.done()
+        # The stored analyses the pages read (discount effects, care practices, models) are made in
+        # the background: the app is usable at once and those pages fill in a minute or two later.
+        _ui.start_first_start_analyses(db_cursor(_database(_ui.db_key())), at=_ui.now())
     _ui.data_changed()
     st.rerun()
 
@@ -133,6 +136,7 @@ def _sidebar(u: dict) -> None:
 
 _open_cursor()
 _ensure_data()
+_ui.refresh_after_background()
 _check_signed_in_user()
 user = _ui.user()
 if user is None:

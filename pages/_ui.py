@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -217,6 +218,117 @@ def recommendation(customer_id: int, reason: str, at: dt.datetime, intent: bool,
         return None, models
     key = tuple(sorted(getattr(models, "ids", {}).items()))
     return _recommend(db_key(), key, customer_id, reason, at, intent, agent_id, con(), models), None
+
+
+# ------------------------------------------------------------------------------------------------
+# First-start analyses in the background
+# ------------------------------------------------------------------------------------------------
+
+
+class BackgroundJob:
+    """Progress of work running in a background thread, read by the pages of any session.
+
+    The thread calls it as ``job(done, total, label)`` and ends with :meth:`finish` or :meth:`fail`;
+    pages read :meth:`snapshot`. Thread-safe.
+    """
+
+    def __init__(self, title: str):
+        self.title = title
+        self._lock = threading.Lock()
+        self._state = {"done": 0, "total": 1, "label": "starting", "running": True, "error": None,
+                       "result": None, "acknowledged": False}
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        with self._lock:
+            self._state.update(done=done, total=total, label=label)
+
+    def finish(self, result: Any) -> None:
+        with self._lock:
+            self._state.update(running=False, result=result)
+
+    def fail(self, message: str) -> None:
+        with self._lock:
+            self._state.update(running=False, error=message)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._state)
+
+    def acknowledge(self) -> bool:
+        """True once, for the first caller after the job ended (to forget cached empty results)."""
+        with self._lock:
+            if self._state["running"] or self._state["acknowledged"]:
+                return False
+            self._state["acknowledged"] = True
+            return True
+
+
+@st.cache_resource(show_spinner=False)
+def _background_jobs() -> dict:
+    return {"lock": threading.Lock(), "jobs": {}}
+
+
+def first_start_analyses_enabled() -> bool:
+    """Whether a new demo world gets its analyses computed in the background (default yes;
+    ``RETENTION_FIRST_START_ANALYSES=0`` turns it off, e.g. for tests that only need the world)."""
+    return os.environ.get("RETENTION_FIRST_START_ANALYSES", "1").strip().lower() not in ("0", "false", "no")
+
+
+def start_first_start_analyses(cursor, at: dt.datetime) -> BackgroundJob | None:
+    """Start :func:`models.prepare.prepare_analyses` on ``cursor`` in a background thread, once per
+    database file and process. The cursor belongs to the thread from then on (it closes it)."""
+    prepare = function("models.prepare", "prepare_analyses")
+    if prepare is None or not first_start_analyses_enabled():
+        cursor.close()
+        return None
+    registry = _background_jobs()
+    with registry["lock"]:
+        if db_key() in registry["jobs"]:
+            cursor.close()
+            return registry["jobs"][db_key()]
+        job = registry["jobs"][db_key()] = BackgroundJob("First-start analyses")
+
+    def work():
+        try:
+            job.finish(prepare(cursor, at=at, progress=job))
+        except Exception as exc:  # noqa: BLE001 - shown on the pages; the app keeps serving
+            job.fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            cursor.close()
+
+    threading.Thread(target=work, name="first-start-analyses", daemon=True).start()
+    return job
+
+
+def first_start_job() -> BackgroundJob | None:
+    """The background analyses of this database file, if this process started them."""
+    return _background_jobs()["jobs"].get(db_key())
+
+
+def refresh_after_background() -> None:
+    """Once the background analyses have ended, forget cached results and models (once)."""
+    job = first_start_job()
+    if job is not None and job.acknowledge():
+        models_changed()
+
+
+def background_notice(what: str) -> bool:
+    """Say that ``what`` is still being computed in the background; True when it is."""
+    job = first_start_job()
+    if job is None:
+        return False
+    state = job.snapshot()
+    if state["running"]:
+        st.info(f"{what} is being computed in the background for the new demo world (step "
+                f"{min(state['done'] + 1, state['total'])} of {state['total']}: {state['label']}). "
+                "Reload this page in a minute.", icon=":material/hourglass_top:")
+        return True
+    if state["error"]:
+        st.warning(f"The background analyses of the new demo world stopped: {state['error']}",
+                   icon=":material/warning:")
+    elif state["result"] is not None and state["result"].skipped:
+        st.caption("Background analyses skipped: " + "; ".join(state["result"].skipped))
+    return False
 
 
 # ------------------------------------------------------------------------------------------------

@@ -215,7 +215,7 @@ if recommendation is not None and recommendation.churn_risk is not None:
 elif recommendation is not None:
     _ui.empty(" ".join(recommendation.notes) or "No churn-risk model yet: an administrator retrains the models "
                                                 "on the Data & models page.")
-else:
+elif not _ui.background_notice("The churn-risk model"):
     _ui.not_available("The churn risk", f"{no_model}; an administrator trains the models on the Data & models "
                                         "page (or runs `python cli.py train`)")
 

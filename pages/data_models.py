@@ -147,7 +147,9 @@ with tab_models:
         _ui.not_available("Model status", "the model registry (models.registry) is not installed")
     else:
         models = list_models(con=con)
-        if models.empty:
+        if models.empty and _ui.background_notice("The churn-risk and uplift models"):
+            pass
+        elif models.empty:
             _ui.empty("No model trained yet: press Retrain (or run `python cli.py train`). The agent desk shows "
                       "churn risk and recommended offers once they are trained.")
         else:

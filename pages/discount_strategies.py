@@ -19,6 +19,8 @@ if load is None:
                                               "`python cli.py effects` to estimate and store it")
     st.stop()
 run = _ui.cached("analytics.strategies", "load_latest")
+if run is None and _ui.background_notice("The discount analysis"):
+    st.stop()
 if run is None:
     _ui.empty("No discount analysis stored yet: run `python cli.py effects` (it estimates every offer's effect "
               "and compares strategies, then this page shows the results).")

@@ -135,3 +135,28 @@ def test_first_start_on_an_empty_database_builds_the_demo_world(tmp_path, monkey
         con.close()
     sign_in(at, "agent", DEMO_PASSWORDS["agent"])
     assert [t.value for t in at.title] == ["Overview"]
+
+
+@pytest.mark.skipif(build_world is None, reason="the simulator (data.simulate) is not there yet")
+def test_first_start_computes_the_stored_analyses_in_the_background(tmp_path, monkeypatch):
+    import threading
+
+    db = tmp_path / "empty.duckdb"
+    monkeypatch.setenv("RETENTION_DB", str(db))
+    monkeypatch.setenv("RETENTION_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("RETENTION_DEMO_CUSTOMERS", "80")
+    monkeypatch.setenv("RETENTION_DEMO_MONTHS", "3")
+    monkeypatch.setenv("RETENTION_FIRST_START_ANALYSES", "1")
+    at = start_app()
+    assert at.text_input(key="login_name") is not None
+    workers = [t for t in threading.enumerate() if t.name == "first-start-analyses"]
+    assert len(workers) == 1
+    workers[0].join(timeout=300)
+    assert not workers[0].is_alive()
+    # 80 customers are too few to estimate discount effects: the leader's page says the background
+    # analyses skipped it, and why, beside how to run it by hand
+    sign_in(at, "leader", DEMO_PASSWORDS["leader"])
+    open_page(at, "pages/discount_strategies.py")
+    shown = texts(at)
+    assert "Background analyses skipped: discount effects:" in shown
+    assert "python cli.py effects" in shown
