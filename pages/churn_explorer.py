@@ -108,6 +108,8 @@ else:
     if load is None:
         _ui.not_available("Hazard ratios of care practices", "waiting for analytics.practice_runs.load_latest; "
                                                             "then run `python cli.py practices`")
+    elif run is None and _ui.background_notice("The care-practices analysis"):
+        pass
     elif run is None:
         _ui.empty("No care-practices analysis stored yet: run `python cli.py practices` (it fits the churn model "
                   "of care practices, about a minute on a million customers, and stores it; then this view "
