@@ -12,7 +12,9 @@ tests/billing/test_account_fast_path.py checks it against the view.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -128,7 +130,8 @@ def open_balances_cte(issued_before_sql: str) -> str:
     str
         ``name AS (...), ..., open_balances AS (...)`` to follow ``WITH``; ``open_balances`` has the
         view's columns. Every invoice issued before the bound with a positive balance in the view
-        is in it, with the view's figures; an invoice left out has balance 0 or was issued later.
+        is in it, with the view's figures; an invoice left out has balance 0 or was issued later
+        (every invoice of an irregular customer, see Notes, is in it).
 
     Notes
     -----
@@ -137,10 +140,12 @@ def open_balances_cte(issued_before_sql: str) -> str:
     ``paid_i = least(due_i, greatest(0, P - before_i))``, so invoice ``i`` is open iff ``due_i > 0``
     and ``before_i + due_i > P``.
 
-    1. Candidates: a customer can have an open invoice issued before the bound only if the positive
-       dues of the invoices issued before the bound exceed ``P`` (every invoice before such an
-       invoice in the view's order was issued before the bound too). Customers with a negative due
-       or a due date before the issue date are always candidates (irregular: the full window).
+    1. Candidates: a customer can have an open invoice issued before the bound only if the dues of
+       the invoices issued before the bound exceed ``P`` (every invoice before such an invoice in
+       the view's order was issued before the bound too). Irregular customers, with a negative due
+       (credited beyond the total) or a due date before an issue date (an overdue invoice issued
+       after the bound), are always candidates and get the full window. The engine and the
+       importers write neither.
     2. Recent window: when dues are not negative, the open invoices are the newest ones whose dues
        reach the unpaid amount ``D - P``; if the invoices issued in the last :data:`RECENT_DAYS`
        days before the bound (a suffix of the order) reach it, older invoices are fully paid and
@@ -233,6 +238,31 @@ fp_final AS (
 open_balances AS (
     SELECT *, due_cents - paid_cents AS balance_cents FROM fp_final
 )"""
+
+
+# Group-bys by customer over the whole book (millions of rows, up to a million customers) run as
+# perfect hash aggregates (an array indexed by customer_id) when the id range fits in this many bits.
+PERFECT_HASH_BITS = 21
+
+
+@contextlib.contextmanager
+def customer_group_by(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block with DuckDB's ``perfect_ht_threshold`` raised to :data:`PERFECT_HASH_BITS`, then
+    put the connection's setting back.
+
+    Notes
+    -----
+    A speed setting only (same results): DuckDB groups by an integer key whose range, known from
+    the table's statistics, fits in that many bits with a perfect hash table (one slot per key,
+    at most 2**21 slots) instead of a general one; wider ranges use the general one as before.
+    Grouping 15 M payments by a million customers takes about a fifth of the CPU.
+    """
+    old = con.execute("SELECT current_setting('perfect_ht_threshold')").fetchall()[0][0]
+    con.execute(f"SET perfect_ht_threshold = {int(PERFECT_HASH_BITS)}")
+    try:
+        yield con
+    finally:
+        con.execute(f"SET perfect_ht_threshold = {int(old)}")
 
 
 _ISSUED_BY_AS_OF = "(CAST($as_of AS DATE) + 1)"     # issued on or before as_of
@@ -331,31 +361,32 @@ def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.Data
         columns=["bucket_order", "bucket", "min_days", "max_days"])
     con.register("_ageing_buckets", buckets)
     try:
-        return con.execute("""
-            WITH """ + open_balances_cte(_ISSUED_BY_AS_OF) + """,
-            open_inv AS (
-                SELECT customer_id, balance_cents,
-                       date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
-                FROM open_balances WHERE balance_cents > 0 AND issued_on <= $as_of
-            ),
-            bucketed AS (
-                SELECT b.bucket_order, o.customer_id, o.balance_cents
-                FROM open_inv o JOIN _ageing_buckets b
-                  ON o.days_past_due >= coalesce(b.min_days, -2147483648)
-                 AND o.days_past_due <= coalesce(b.max_days, 2147483647)
-            ),
-            final AS (
-                SELECT b.bucket, CAST(b.min_days AS INTEGER) AS min_days,
-                       CAST(b.max_days AS INTEGER) AS max_days,
-                       count(x.balance_cents) AS invoice_count,
-                       count(DISTINCT x.customer_id) AS customer_count,
-                       CAST(coalesce(sum(x.balance_cents), 0) AS BIGINT) AS amount_cents,
-                       b.bucket_order
-                FROM _ageing_buckets b LEFT JOIN bucketed x USING (bucket_order)
-                GROUP BY ALL
-            )
-            SELECT * EXCLUDE (bucket_order) FROM final ORDER BY bucket_order
-        """, {"as_of": as_of}).df()
+        with customer_group_by(con):
+            return con.execute("""
+                WITH """ + open_balances_cte(_ISSUED_BY_AS_OF) + """,
+                open_inv AS (
+                    SELECT customer_id, balance_cents,
+                           date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
+                    FROM open_balances WHERE balance_cents > 0 AND issued_on <= $as_of
+                ),
+                bucketed AS (
+                    SELECT b.bucket_order, o.customer_id, o.balance_cents
+                    FROM open_inv o JOIN _ageing_buckets b
+                      ON o.days_past_due >= coalesce(b.min_days, -2147483648)
+                     AND o.days_past_due <= coalesce(b.max_days, 2147483647)
+                ),
+                final AS (
+                    SELECT b.bucket, CAST(b.min_days AS INTEGER) AS min_days,
+                           CAST(b.max_days AS INTEGER) AS max_days,
+                           count(x.balance_cents) AS invoice_count,
+                           count(DISTINCT x.customer_id) AS customer_count,
+                           CAST(coalesce(sum(x.balance_cents), 0) AS BIGINT) AS amount_cents,
+                           b.bucket_order
+                    FROM _ageing_buckets b LEFT JOIN bucketed x USING (bucket_order)
+                    GROUP BY ALL
+                )
+                SELECT * EXCLUDE (bucket_order) FROM final ORDER BY bucket_order
+            """, {"as_of": as_of}).df()
     finally:
         con.unregister("_ageing_buckets")
 
@@ -404,8 +435,9 @@ def overdue_customers(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,
     This is the rule :func:`billing.end_for_non_payment.end_for_non_payment` applies with
     ``min_periods = 2``.
     """
-    return con.execute(OVERDUE_CUSTOMERS_SQL + " ORDER BY overdue_periods DESC, customer_id",
-                       {"as_of": as_of, "min_periods": int(min_periods)}).df()
+    with customer_group_by(con):
+        return con.execute(OVERDUE_CUSTOMERS_SQL + " ORDER BY overdue_periods DESC, customer_id",
+                           {"as_of": as_of, "min_periods": int(min_periods)}).df()
 
 
 def customer_payments(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date,

@@ -12,7 +12,7 @@ import datetime as dt
 import duckdb
 
 from billing import audit
-from billing.account import OVERDUE_CUSTOMERS_SQL
+from billing.account import OVERDUE_CUSTOMERS_SQL, customer_group_by
 from billing.cancel_subscription import cancel_subscriptions
 from billing.results import OK, Result, success
 from data.db import transaction
@@ -94,9 +94,10 @@ def end_for_non_payment(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: d
     future end date, the new one opens later), only the open (new) subscription is ended, on its
     start date; the old one still serves until its scheduled end.
     """
-    to_end = con.execute(_TO_END_SQL, {"as_of": as_of, "min_periods": MIN_OVERDUE_PERIODS,
-                                       "churn_reason": CHURN_REASON, "churn_kind": CHURN_KIND,
-                                       "end_reason": END_REASON}).df()
+    with customer_group_by(con):
+        to_end = con.execute(_TO_END_SQL, {"as_of": as_of, "min_periods": MIN_OVERDUE_PERIODS,
+                                           "churn_reason": CHURN_REASON, "churn_kind": CHURN_KIND,
+                                           "end_reason": END_REASON}).df()
     outcomes = cancel_subscriptions(con, to_end[["customer_id", "end_date", "churn_reason", "churn_kind",
                                                  "end_reason"]], at=at, user_id=user_id)
     done = outcomes[outcomes["code"] == OK] if len(outcomes) else outcomes
