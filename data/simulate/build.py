@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from billing.account import customer_group_by
 from billing.create_customers import create_customers
 from billing.eligibility import offer_eligibility
 from billing.end_for_non_payment import end_for_non_payment
@@ -105,22 +106,24 @@ def build_world(con: duckdb.DuckDBPyConnection, config: SimConfig = DEFAULT_DEMO
     tables.create_sim_tables(con)
     world = make_world(config)
     pop = draw_population(config, world)
-    # a bulk build: checkpoint the write-ahead log less often than after every 16 MB (restored after)
+    # a bulk build: checkpoint the write-ahead log less often than after every 16 MB, and group by
+    # customer with perfect hash tables (billing.account.customer_group_by); both restored after
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0]
     con.execute(f"SET checkpoint_threshold = '{BUILD_CHECKPOINT_THRESHOLD}'")
     try:
-        _catalogue(con, world)
-        _users(con, world)
-        builder = _Builder(con, world, pop, check_eligibility)
-        total = config.months + 2
-        for t in range(config.months):
-            builder.month(t)
+        with customer_group_by(con):
+            _catalogue(con, world)
+            _users(con, world)
+            builder = _Builder(con, world, pop, check_eligibility)
+            total = config.months + 2
+            for t in range(config.months):
+                builder.month(t)
+                if progress:
+                    progress(t + 1, total, f"{world.month_start[t]:%Y-%m}")
+            builder.close()
             if progress:
-                progress(t + 1, total, f"{world.month_start[t]:%Y-%m}")
-        builder.close()
-        if progress:
-            progress(config.months + 1, total, "ground truth")
-        builder.write_truth()
+                progress(config.months + 1, total, "ground truth")
+            builder.write_truth()
     finally:
         con.execute(f"SET checkpoint_threshold = '{_size_text(threshold)}'")
     if progress:
