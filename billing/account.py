@@ -115,7 +115,7 @@ SELECT * FROM final
 RECENT_DAYS = 100
 
 
-def open_balances_cte(issued_before_sql: str) -> str:
+def open_balances_cte(issued_before_sql: str, customers_sql: str | None = None) -> str:
     """SQL of CTEs ending in ``open_balances``: the ``invoice_balances`` rows of the invoices that may
     still be open among those issued before a bound (the FIFO window over few invoices, not all).
 
@@ -124,6 +124,9 @@ def open_balances_cte(issued_before_sql: str) -> str:
     issued_before_sql : str
         A SQL expression (a code constant, never user input) of the exclusive bound on ``issued_on``
         of the invoices the caller asks about, e.g. ``"CAST($as_of AS DATE)"``.
+    customers_sql : str, optional
+        A SQL query (a code constant) of the only customer_ids the caller asks about; without it,
+        every customer.
 
     Returns
     -------
@@ -153,6 +156,7 @@ def open_balances_cte(issued_before_sql: str) -> str:
        (or when irregular) the window covers the customer's whole history.
     """
     recent = f"({issued_before_sql} - {RECENT_DAYS})"
+    only = f"WHERE customer_id IN ({customers_sql})" if customers_sql else ""
     return f"""
 fp_credited AS (
     SELECT invoice_id, CAST(sum(total_cents) AS BIGINT) AS credited_cents
@@ -182,11 +186,13 @@ fp_irregular AS (
     SELECT customer_id FROM fp_credited_customer WHERE is_irregular
 ),
 fp_candidate_id AS (
-    SELECT r.customer_id
-    FROM fp_reach r LEFT JOIN fp_credited_customer c USING (customer_id) LEFT JOIN fp_paid p USING (customer_id)
-    WHERE r.total_cents - coalesce(c.reach_credited_cents, 0) > coalesce(p.paid_cents, 0)
-    UNION
-    SELECT customer_id FROM fp_irregular
+    SELECT customer_id FROM (
+        SELECT r.customer_id
+        FROM fp_reach r LEFT JOIN fp_credited_customer c USING (customer_id) LEFT JOIN fp_paid p USING (customer_id)
+        WHERE r.total_cents - coalesce(c.reach_credited_cents, 0) > coalesce(p.paid_cents, 0)
+        UNION
+        SELECT customer_id FROM fp_irregular
+    ) {only}
 ),
 fp_late AS (
     SELECT customer_id,
@@ -391,8 +397,13 @@ def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.Data
         con.unregister("_ageing_buckets")
 
 
-OVERDUE_CUSTOMERS_SQL = """
-WITH """ + open_balances_cte(_ISSUED_BEFORE_AS_OF) + """,
+def overdue_customers_sql(customers_sql: str | None = None) -> str:
+    """SQL of :func:`overdue_customers` (parameters ``$as_of``, ``$min_periods``), optionally only
+    for the customer_ids of the query ``customers_sql`` (a code constant)."""
+    return "WITH " + open_balances_cte(_ISSUED_BEFORE_AS_OF, customers_sql) + _OVERDUE_CUSTOMERS_TAIL
+
+
+_OVERDUE_CUSTOMERS_TAIL = """,
 overdue AS (
     SELECT customer_id, invoice_id, period_start, due_on, balance_cents
     FROM open_balances
@@ -416,6 +427,8 @@ final AS (
 )
 SELECT * FROM final
 """
+
+OVERDUE_CUSTOMERS_SQL = overdue_customers_sql()
 
 
 def overdue_customers(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,

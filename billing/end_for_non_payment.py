@@ -12,7 +12,7 @@ import datetime as dt
 import duckdb
 
 from billing import audit
-from billing.account import OVERDUE_CUSTOMERS_SQL, customer_group_by
+from billing.account import customer_group_by, overdue_customers_sql
 from billing.cancel_subscription import cancel_subscriptions
 from billing.results import OK, Result, success
 from data.db import transaction
@@ -24,9 +24,10 @@ END_REASON = "non_payment"
 
 # One row per customer to churn (grain: customer), with the last day served of the open subscription
 # (the latest, as cancel_subscriptions picks it).
+# (only customers with an open subscription can be ended: the balances are computed for them only)
 _TO_END_SQL = """
 WITH overdue AS (
-""" + OVERDUE_CUSTOMERS_SQL + """
+""" + overdue_customers_sql("SELECT customer_id FROM subscriptions WHERE end_date IS NULL") + """
 ),
 open_subs AS (
     SELECT s.subscription_id, s.customer_id, s.start_date, o.overdue_cents
