@@ -16,6 +16,7 @@ builds one of ``ctx.customers`` customers. Figures:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import statistics
 import time
 
@@ -104,10 +105,12 @@ def run(ctx: Context) -> list[Figure]:
             steps[last[1]] = now - last[0]
             last[0], last[1] = now, label
 
+        cpu0, load0 = time.process_time(), os.getloadavg()[0]
         with PeakMemory() as mem, Timer() as t_train:
             report = train_models(con, at=dt.datetime(2030, 1, 1), root=root, progress=progress,
                                   churn={"max_rows": MAX_ROWS}, max_contacts=MAX_CONTACTS, n_threads=THREADS)
         steps[last[1]] = time.perf_counter() - last[0]
+        train_cpu, train_load = time.process_time() - cpu0, (load0, os.getloadavg()[0])
         for label, secs in steps.items():
             print(f"    {label}: {secs:.1f} s", flush=True)
         slow = sorted(((v, k) for k, v in steps.items() if k != "start"), reverse=True)[:3]
@@ -125,14 +128,18 @@ def run(ctx: Context) -> list[Figure]:
         pick = rng.choice(ids, size=min(CALLS, len(ids)), replace=False)
         at0 = dt.datetime.combine(day, dt.time(9))
         recommend(con, customer_id=int(pick[0]), reason="billing_error", at=at0, agent_login=login, models=models)
-        times, actions = [], {}
+        times, cpu, actions = [], [], {}
+        rec_load = os.getloadavg()[0]
         for i, cid in enumerate(pick):
             reason = REASONS[i % len(REASONS)]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             rec = recommend(con, customer_id=int(cid), reason=reason, is_intent_to_cancel=bool(i % 3 == 0),
                             at=at0 + dt.timedelta(seconds=37 * i), agent_login=login, models=models)
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             actions[rec.action] = actions.get(rec.action, 0) + 1
+        rec_load = (rec_load, os.getloadavg()[0])
+        cpu_ms = np.array(cpu) * 1000
         times_ms = np.array(times) * 1000
         p95 = float(np.percentile(times_ms, 95))
         p50 = float(statistics.median(times_ms))
@@ -155,12 +162,15 @@ def run(ctx: Context) -> list[Figure]:
                (t_train.seconds <= 300) if full else None,
                f"{customers:,} customers ({origin}); {notes}; slowest steps: "
                + ", ".join(f"{k} {v:.0f} s" for v, k in slow) + f"; peak memory {mem.peak / 2**30:.1f} GB; "
-               + f"native threads {THREADS or 'all'}"),
+               + f"native threads {THREADS or 'all'}; CPU {train_cpu:.0f} s; "
+               + f"load average {train_load[0]:.1f} -> {train_load[1]:.1f}"),
         Figure("churn risk ROC AUC, later snapshots (gradient boosting)", churn["hgb"]["roc_auc"], "", "", None,
                f"logistic baseline {churn['logistic']['roc_auc']:.3f}; Brier {churn['hgb']['brier']:.4f}; "
                f"ECE {churn['hgb']['ece']:.4f}; {churn['hgb']['n']:,} customer-snapshots"),
         Figure("one recommendation, p95", p95, "ms", "<= 50 ms", p95 <= 50,
-               f"median {p50:.1f} ms over {len(times)} customers; actions {actions}"),
+               f"median {p50:.1f} ms over {len(times)} customers; CPU median {statistics.median(cpu_ms):.1f} ms, "
+               f"p95 {np.percentile(cpu_ms, 95):.1f} ms; load average {rec_load[0]:.1f} -> {rec_load[1]:.1f}; "
+               f"actions {actions}"),
     ]
     if risk_ms:
         figures.append(Figure("churn risk and reasons of one customer, p95", float(np.percentile(risk_ms, 95)), "ms",
