@@ -63,7 +63,7 @@ def run(ctx: Context) -> list[Figure]:
     from analytics.fairness import fairness_check
     from analytics.metrics import billing_metrics, subscription_metrics
     from analytics.overview import business_date, filter_options, overview
-    from billing.account import customer_balance, overdue_ageing, overdue_customers
+    from billing.account import customer_balance, receivables
     from billing.change_plan import preview_plan_change
     from billing.eligibility import offer_eligibility
     from billing.explain_invoice import explain_invoice
@@ -118,8 +118,7 @@ def run(ctx: Context) -> list[Figure]:
             ("last billed periods", lambda: billing_metrics(con, _month(as_of, -3), _month(as_of, 0), as_of=as_of)),
         ], scale_ok))
         figures.append(_page("Invoicing, Payments and overdue", [
-            ("overdue ageing", lambda: overdue_ageing(con, as_of=as_of)),
-            ("overdue customers", lambda: overdue_customers(con, as_of=as_of, min_periods=1)),
+            ("overdue ageing and overdue customers", lambda: receivables(con, as_of=as_of, min_periods=1)),
         ], scale_ok))
 
         # Agent desk, step by step -----------------------------------------------------------

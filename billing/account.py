@@ -156,6 +156,12 @@ def open_balances_cte(issued_before_sql: str, customers_sql: str | None = None) 
        (or when irregular) the window covers the customer's whole history.
     """
     recent = f"({issued_before_sql} - {RECENT_DAYS})"
+    order_key = "(CAST(date_diff('day', DATE '1970-01-01', issued_on) AS BIGINT) * 1099511627776 + invoice_id)"
+    window_rows = """SELECT i.invoice_id, i.customer_id, i.subscription_id, i.period_start, i.issued_on, i.due_on,
+           i.total_cents, coalesce(c.credited_cents, 0) AS credited_cents,
+           i.total_cents - coalesce(c.credited_cents, 0) AS due_cents, k.due_total_cents, k.customer_paid_cents
+    FROM invoices i JOIN fp_window k USING (customer_id) LEFT JOIN fp_credited c USING (invoice_id)
+    WHERE i.status = 'finalized' AND {rows}"""
     only = f"WHERE customer_id IN ({customers_sql})" if customers_sql else ""
     return f"""
 fp_credited AS (
@@ -197,7 +203,11 @@ fp_candidate_id AS (
 fp_late AS (
     SELECT customer_id,
            sum(total_cents) AS recent_total_cents,
-           coalesce(sum(total_cents) FILTER (WHERE issued_on >= {issued_before_sql}), 0) AS after_total_cents
+           coalesce(sum(total_cents) FILTER (WHERE issued_on >= {issued_before_sql}), 0) AS after_total_cents,
+           -- the latest invoice before the bound in the view's order (issued_on, invoice_id), by a
+           -- numeric key (days * 2^40 + id; struct keys aggregate several times slower)
+           arg_max(invoice_id, {order_key}) FILTER (WHERE issued_on < {issued_before_sql}) AS last_invoice_id,
+           arg_max(total_cents, {order_key}) FILTER (WHERE issued_on < {issued_before_sql}) AS last_total_cents
     FROM invoices
     WHERE status = 'finalized' AND issued_on >= {recent}
       AND customer_id IN (SELECT customer_id FROM fp_candidate_id)
@@ -207,26 +217,42 @@ fp_customer AS (
     SELECT k.customer_id,
            coalesce(r.total_cents, 0) + coalesce(l.after_total_cents, 0) - coalesce(c.credited_cents, 0)
                AS due_total_cents,
+           coalesce(r.total_cents, 0) - coalesce(c.reach_credited_cents, 0) AS reach_due_cents,
            coalesce(l.recent_total_cents, 0) - coalesce(c.recent_credited_cents, 0) AS recent_due_cents,
            k.customer_id IN (SELECT customer_id FROM fp_irregular) AS is_irregular,
-           coalesce(p.paid_cents, 0) AS customer_paid_cents
+           coalesce(p.paid_cents, 0) AS customer_paid_cents,
+           l.last_invoice_id, l.last_total_cents
     FROM fp_candidate_id k LEFT JOIN fp_reach r USING (customer_id) LEFT JOIN fp_late l USING (customer_id)
     LEFT JOIN fp_credited_customer c USING (customer_id) LEFT JOIN fp_paid p USING (customer_id)
 ),
 fp_candidate AS (
-    SELECT customer_id, due_total_cents, customer_paid_cents,
-           is_irregular OR recent_due_cents < due_total_cents - customer_paid_cents AS is_full_history
-    FROM fp_customer
+    SELECT f.customer_id, f.due_total_cents, f.customer_paid_cents, f.last_invoice_id,
+           coalesce(lc.credited_cents, 0) AS last_credited_cents,
+           f.last_total_cents - coalesce(lc.credited_cents, 0) AS last_due_cents,
+           f.reach_due_cents - f.customer_paid_cents AS reach_unpaid_cents,
+           f.is_irregular OR f.recent_due_cents < f.due_total_cents - f.customer_paid_cents AS is_full_history,
+           NOT f.is_irregular AND f.last_invoice_id IS NOT NULL
+               AND f.last_total_cents - coalesce(lc.credited_cents, 0) >= f.reach_due_cents - f.customer_paid_cents
+               AS is_last_only
+    FROM fp_customer f LEFT JOIN fp_credited lc ON lc.invoice_id = f.last_invoice_id
+),
+fp_last_only AS (
+    -- the common case: the latest invoice before the bound covers what is unpaid, so it is the only
+    -- open one and its balance is that unpaid amount (no allocation window needed)
+    SELECT i.invoice_id, i.customer_id, i.subscription_id, i.period_start, i.issued_on, i.due_on,
+           i.total_cents, k.last_credited_cents AS credited_cents, k.last_due_cents AS due_cents,
+           CAST(k.last_due_cents - k.reach_unpaid_cents AS BIGINT) AS paid_cents
+    FROM invoices i JOIN fp_candidate k ON k.last_invoice_id = i.invoice_id AND k.customer_id = i.customer_id
+    WHERE k.is_last_only AND i.issued_on >= {recent}
+),
+fp_window AS (
+    SELECT * FROM fp_candidate WHERE NOT is_last_only
 ),
 fp_due AS (
-    SELECT i.invoice_id, i.customer_id, i.subscription_id, i.period_start, i.issued_on, i.due_on,
-           i.total_cents,
-           coalesce(c.credited_cents, 0) AS credited_cents,
-           i.total_cents - coalesce(c.credited_cents, 0) AS due_cents,
-           k.due_total_cents, k.customer_paid_cents
-    FROM invoices i JOIN fp_candidate k USING (customer_id)
-    LEFT JOIN fp_credited c USING (invoice_id)
-    WHERE i.status = 'finalized' AND (k.is_full_history OR i.issued_on >= {recent})
+    -- recent invoices of customers whose recent ones cover the unpaid amount, all of the others'
+    {window_rows.format(rows=f"NOT k.is_full_history AND i.issued_on >= {recent}")}
+    UNION ALL
+    {window_rows.format(rows="k.is_full_history")}
 ),
 fp_ordered AS (
     SELECT *,
@@ -240,6 +266,8 @@ fp_final AS (
            credited_cents, due_cents,
            CAST(least(due_cents, greatest(0, customer_paid_cents - due_before_cents)) AS BIGINT) AS paid_cents
     FROM fp_ordered
+    UNION ALL
+    SELECT * FROM fp_last_only
 ),
 open_balances AS (
     SELECT *, due_cents - paid_cents AS balance_cents FROM fp_final
@@ -362,39 +390,89 @@ def overdue_ageing(con: duckdb.DuckDBPyConnection, *, as_of: dt.date) -> pd.Data
     ``days_past_due = as_of - due_on``: ``current`` when <= 0 (not yet due), otherwise the bucket
     whose inclusive day range holds it. ``amount_cents`` sums the open balances.
     """
+    with customer_group_by(con):
+        return _ageing(con, "WITH " + open_balances_cte(_ISSUED_BY_AS_OF) + ",", as_of)
+
+
+_AGEING_TAIL = """
+open_inv AS (
+    SELECT customer_id, balance_cents, date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
+    FROM open_balances WHERE balance_cents > 0 AND issued_on <= $as_of
+),
+bucketed AS (
+    SELECT b.bucket_order, o.customer_id, o.balance_cents
+    FROM open_inv o JOIN _ageing_buckets b
+      ON o.days_past_due >= coalesce(b.min_days, -2147483648)
+     AND o.days_past_due <= coalesce(b.max_days, 2147483647)
+),
+final AS (
+    SELECT b.bucket, CAST(b.min_days AS INTEGER) AS min_days, CAST(b.max_days AS INTEGER) AS max_days,
+           count(x.balance_cents) AS invoice_count,
+           count(DISTINCT x.customer_id) AS customer_count,
+           CAST(coalesce(sum(x.balance_cents), 0) AS BIGINT) AS amount_cents,
+           b.bucket_order
+    FROM _ageing_buckets b LEFT JOIN bucketed x USING (bucket_order)
+    GROUP BY ALL
+)
+SELECT * EXCLUDE (bucket_order) FROM final ORDER BY bucket_order
+"""
+
+
+def _ageing(con: duckdb.DuckDBPyConnection, head: str, as_of: dt.date) -> pd.DataFrame:
+    """The ageing buckets over ``open_balances`` as defined by ``head`` (``WITH ...,``)."""
     buckets = pd.DataFrame(
         [(i, name, lo, hi) for i, (name, lo, hi) in enumerate(AGEING_BUCKETS)],
         columns=["bucket_order", "bucket", "min_days", "max_days"])
     con.register("_ageing_buckets", buckets)
     try:
-        with customer_group_by(con):
-            return con.execute("""
-                WITH """ + open_balances_cte(_ISSUED_BY_AS_OF) + """,
-                open_inv AS (
-                    SELECT customer_id, balance_cents,
-                           date_diff('day', due_on, CAST($as_of AS DATE)) AS days_past_due
-                    FROM open_balances WHERE balance_cents > 0 AND issued_on <= $as_of
-                ),
-                bucketed AS (
-                    SELECT b.bucket_order, o.customer_id, o.balance_cents
-                    FROM open_inv o JOIN _ageing_buckets b
-                      ON o.days_past_due >= coalesce(b.min_days, -2147483648)
-                     AND o.days_past_due <= coalesce(b.max_days, 2147483647)
-                ),
-                final AS (
-                    SELECT b.bucket, CAST(b.min_days AS INTEGER) AS min_days,
-                           CAST(b.max_days AS INTEGER) AS max_days,
-                           count(x.balance_cents) AS invoice_count,
-                           count(DISTINCT x.customer_id) AS customer_count,
-                           CAST(coalesce(sum(x.balance_cents), 0) AS BIGINT) AS amount_cents,
-                           b.bucket_order
-                    FROM _ageing_buckets b LEFT JOIN bucketed x USING (bucket_order)
-                    GROUP BY ALL
-                )
-                SELECT * EXCLUDE (bucket_order) FROM final ORDER BY bucket_order
-            """, {"as_of": as_of}).df()
+        return con.execute(head + _AGEING_TAIL, {"as_of": as_of}).df()
     finally:
         con.unregister("_ageing_buckets")
+
+
+@dataclass(frozen=True)
+class Receivables:
+    """What the book is owed on a day: the ageing buckets and the customers with overdue invoices.
+
+    Attributes
+    ----------
+    as_of : datetime.date
+    ageing : pandas.DataFrame
+        As :func:`overdue_ageing`.
+    overdue_customers : pandas.DataFrame
+        As :func:`overdue_customers` with ``min_periods``.
+    min_periods : int
+    """
+
+    as_of: dt.date
+    ageing: pd.DataFrame
+    overdue_customers: pd.DataFrame
+    min_periods: int
+
+
+def receivables(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, min_periods: int = 1) -> Receivables:
+    """:func:`overdue_ageing` and :func:`overdue_customers` from one computation of the open balances.
+
+    Notes
+    -----
+    Same definitions as the two functions. The open invoices issued on or before ``as_of`` are
+    allocated once (into a temporary table of this connection) and both summaries are read from
+    them: an invoice overdue on ``as_of`` (``due_on < as_of``) was issued before it, so it is among
+    them, and an invoice's balance does not depend on the day asked about.
+    """
+    params = {"as_of": as_of, "min_periods": int(min_periods)}
+    with customer_group_by(con):
+        con.execute("CREATE OR REPLACE TEMP TABLE _open_receivables AS WITH "
+                    + open_balances_cte(_ISSUED_BY_AS_OF)
+                    + " SELECT * FROM open_balances WHERE balance_cents > 0", {"as_of": as_of})
+    try:
+        head = "WITH open_balances AS (SELECT * FROM _open_receivables),"
+        ageing = _ageing(con, head, as_of)
+        late = con.execute(head.rstrip(",") + _OVERDUE_CUSTOMERS_TAIL
+                           + " ORDER BY overdue_periods DESC, customer_id", params).df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _open_receivables")
+    return Receivables(as_of=as_of, ageing=ageing, overdue_customers=late, min_periods=int(min_periods))
 
 
 def overdue_customers_sql(customers_sql: str | None = None) -> str:

@@ -118,10 +118,11 @@ elif task == "Invoices":
 
 # Payments and overdue -----------------------------------------------------------------------------
 elif task == "Payments and overdue":
-    ageing = _ui.cached("billing.account", "overdue_ageing", as_of=as_of)
+    owed = _ui.cached("billing.account", "receivables", as_of=as_of, min_periods=1)
+    ageing = owed.ageing
     _ui.chart(fp.ageing_figure(ageing), "ageing")
     _ui.table(ageing, f"overdue-ageing-{as_of:%Y-%m-%d}", "dl_ageing")
-    late = _ui.cached("billing.account", "overdue_customers", as_of=as_of, min_periods=1)
+    late = owed.overdue_customers
     st.markdown(f"**Customers with overdue invoices:** {len(late):,} "
                 f"({int((late['overdue_periods'] >= 2).sum()) if len(late) else 0:,} with two periods or more, "
                 "which ends their subscription unless they pay)")

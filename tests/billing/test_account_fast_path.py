@@ -160,3 +160,29 @@ def test_customer_unpaid_for_longer_than_the_recent_window_gets_the_whole_histor
     assert got.loc[1, "overdue_periods"] == 8 and got.loc[1, "overdue_cents"] == 8000
     assert got.loc[2, "overdue_periods"] == 1 and got.loc[2, "overdue_cents"] == 500
     _same_answers(con, dt.date(2024, 9, 1))
+
+
+def test_receivables_equal_the_ageing_and_the_overdue_customers_computed_apart():
+    import pandas as pd
+
+    from billing.account import overdue_ageing, overdue_customers, receivables
+    from tests.billing.helpers import add_customer, new_db
+    from billing.record_payment import record_payment
+    from billing.run_billing import run_billing
+
+    con = new_db()
+    cids = [add_customer(con, start=dt.date(2024, 1, 1)) for _ in range(4)]
+    for month in (1, 2, 3, 4):
+        assert run_billing(con, dt.date(2024, month, 1), as_of=dt.date(2024, month + 1, 1)).ok
+    # one pays everything, one pays part, one pays only the first bill, one never pays
+    at = dt.datetime(2024, 5, 20, 9)
+    assert record_payment(con, customer_id=cids[0], amount_cents=4 * 2399, received_at=at, method="card").ok
+    assert record_payment(con, customer_id=cids[1], amount_cents=2399 + 1000, received_at=at, method="card").ok
+    assert record_payment(con, customer_id=cids[2], amount_cents=2399, received_at=at, method="card").ok
+    for day in (dt.date(2024, 3, 20), dt.date(2024, 5, 1), dt.date(2024, 6, 30)):
+        got = receivables(con, as_of=day, min_periods=1)
+        pd.testing.assert_frame_equal(got.ageing, overdue_ageing(con, as_of=day))
+        pd.testing.assert_frame_equal(got.overdue_customers, overdue_customers(con, as_of=day, min_periods=1))
+    late = receivables(con, as_of=dt.date(2024, 6, 30), min_periods=2).overdue_customers
+    assert set(late["customer_id"]) == {cids[1], cids[2], cids[3]}
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_open_receivables'").fetchall()[0][0] == 0
