@@ -38,6 +38,9 @@ _TS_TYPES = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "TIMEST
              "DATETIME"}
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
+# From this many rows, a file's duplicate and reference checks look for any problem first and go back
+# to the rows only when there is one (joining a big file back costs more than the search).
+_BIG_FILE = 50_000
 _TS_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?)?Z?"
 
 
@@ -123,9 +126,13 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
             return _rejected(problems, counts, files)
         views = _create_union_views(con, names, prefix)
         _derive(con, names, views, set(files))
-        rejected = _check(con, files, names, views, prefix)
+        # Duplicate keys within a file that a table constraint refuses anyway are looked for only when
+        # the report is needed: with other rejections, or when the insert below hits the constraint.
+        enforced = _enforced_keys(con)
+        rejected = _check(con, files, names, views, prefix, skip_keys=enforced)
         if rejected:
-            return _rejected(rejected, counts, files)
+            return _rejected(_in_report_order(rejected + _check(con, files, names, views, prefix,
+                                                                only_keys=enforced), files), counts, files)
         try:
             with insertion_order(con, False), transaction(con):
                 for table in spec.ORDER:
@@ -136,6 +143,9 @@ def import_folder(con: duckdb.DuckDBPyConnection, folder: str | Path, *, at: dt.
                             detail={"format": "canonical", "source": str(folder),
                                     "files": sorted(f.file for f in files.values()), "counts": counts})
         except duckdb.Error as exc:  # a rule the checks missed: nothing was written
+            duplicates = _check(con, files, names, views, prefix, only_keys=enforced)
+            if duplicates:
+                return _rejected(duplicates, counts, files)
             first = str(exc).splitlines()[0]
             return failed(f"the database refused the import, nothing was written: {first}",
                           rejects_frame([(None, None, None, first)]), counts)
@@ -393,16 +403,10 @@ def _derive(con: duckdb.DuckDBPyConnection, names: dict[str, str], views: dict[s
             present: set[str]) -> None:
     n = {t: f'temp."{v}"' for t, v in names.items()}
     u = {t: f'temp."{v}"' for t, v in views.items()}
-    # One row per imported invoice_id that has lines: the sums the invoice must agree with.
+    # One row per imported invoice_id that has lines: the total the invoice must agree with.
     con.execute(f"""
         CREATE TEMP TABLE {n['line_sums']} AS
-        SELECT invoice_id,
-               CAST(sum(amount_cents) AS BIGINT) AS amount_cents,
-               CAST(sum(amount_cents) FILTER (kind IN ('plan', 'proration', 'usage', 'charge')) AS BIGINT)
-                   AS subtotal_cents,
-               CAST(-sum(amount_cents) FILTER (kind = 'discount') AS BIGINT) AS discount_cents,
-               CAST(sum(amount_cents) FILTER (kind = 'tax') AS BIGINT) AS tax_cents,
-               CAST(-sum(amount_cents) FILTER (kind = 'credit') AS BIGINT) AS credit_cents
+        SELECT invoice_id, CAST(sum(amount_cents) AS BIGINT) AS amount_cents
         FROM {n['invoice_lines']} WHERE invoice_id IS NOT NULL GROUP BY invoice_id""")
     if "subscriptions" in present:
         con.execute(f"UPDATE {n['subscriptions']} SET end_reason = 'imported' "
@@ -443,7 +447,15 @@ def _derive(con: duckdb.DuckDBPyConnection, names: dict[str, str], views: dict[s
                                  tax_cents = coalesce({inv}.tax_cents, coalesce(l.tax_cents, 0)),
                                  credit_cents = coalesce({inv}.credit_cents, coalesce(l.credit_cents, 0))
                 FROM (SELECT i.invoice_id, s.subtotal_cents, s.discount_cents, s.tax_cents, s.credit_cents
-                      FROM {inv} i LEFT JOIN {n['line_sums']} s USING (invoice_id)) l
+                      FROM {inv} i LEFT JOIN (
+                          SELECT invoice_id,
+                                 CAST(sum(amount_cents) FILTER (kind IN ('plan', 'proration', 'usage', 'charge'))
+                                      AS BIGINT) AS subtotal_cents,
+                                 CAST(-sum(amount_cents) FILTER (kind = 'discount') AS BIGINT) AS discount_cents,
+                                 CAST(sum(amount_cents) FILTER (kind = 'tax') AS BIGINT) AS tax_cents,
+                                 CAST(-sum(amount_cents) FILTER (kind = 'credit') AS BIGINT) AS credit_cents
+                          FROM {n['invoice_lines']} WHERE invoice_id IS NOT NULL GROUP BY invoice_id) s
+                      USING (invoice_id)) l
                 WHERE l.invoice_id = {inv}.invoice_id
                   AND ({inv}.subtotal_cents IS NULL OR {inv}.discount_cents IS NULL
                        OR {inv}.tax_cents IS NULL OR {inv}.credit_cents IS NULL)""")
@@ -476,7 +488,8 @@ _CURRENCY_REASON = "'not a currency code (3 capital letters): ''' || t.currency 
 
 # Checks beyond the generic ones, as (table, column, SQL). Each SQL selects (_row, reason) from the
 # import table ``t``; {n[x]} is table x of this import, {u[x]} its rows in the import and the database.
-CUSTOM_CHECKS: list[tuple[str, str, str]] = [
+# A check whose column is None selects (_row, column, reason): several rules sharing one join.
+CUSTOM_CHECKS: list[tuple[str, str | None, str]] = [
     ("customers", "churned_on",
      "SELECT _row, 'churned_on ' || churned_on || ' is before signup_date ' || signup_date FROM {n[customers]} t "
      "WHERE churned_on < signup_date"),
@@ -516,22 +529,26 @@ CUSTOM_CHECKS: list[tuple[str, str, str]] = [
      "SELECT t._row, 'contact ' || t.contact_id || ' belongs to customer ' || c.customer_id || ', not ' "
      "|| t.customer_id FROM {n[offer_grants]} t JOIN {u[contacts]} c ON c.contact_id = t.contact_id "
      "WHERE c.customer_id <> t.customer_id"),
-    ("invoices", "customer_id",
-     "SELECT t._row, 'customer_id ' || t.customer_id || ' is not the customer of subscription ' "
-     "|| t.subscription_id || ' (' || s.customer_id || ')' FROM {n[invoices]} t "
-     "JOIN {u[subscriptions]} s ON s.subscription_id = t.subscription_id WHERE t.customer_id <> s.customer_id"),
-    ("invoices", "plan_id",
-     "SELECT t._row, 'plan_id ' || t.plan_id || ' is not the plan of subscription ' "
-     "|| t.subscription_id || ' (' || s.plan_id || ')' FROM {n[invoices]} t "
-     "JOIN {u[subscriptions]} s ON s.subscription_id = t.subscription_id WHERE t.plan_id <> s.plan_id"),
+    # customer_id, plan_id and period_start against the invoice's subscription, in one join
+    ("invoices", None,
+     "SELECT _row, p.c, p.r FROM (SELECT t._row, unnest(list_filter(["
+     "struct_pack(c := 'customer_id', r := CASE WHEN t.customer_id <> s.customer_id THEN "
+     "'customer_id ' || t.customer_id || ' is not the customer of subscription ' "
+     "|| t.subscription_id || ' (' || s.customer_id || ')' END), "
+     "struct_pack(c := 'plan_id', r := CASE WHEN t.plan_id <> s.plan_id THEN "
+     "'plan_id ' || t.plan_id || ' is not the plan of subscription ' "
+     "|| t.subscription_id || ' (' || s.plan_id || ')' END), "
+     "struct_pack(c := 'period_start', r := CASE WHEN s.start_date > last_day(t.period_start) "
+     "OR s.end_date < t.period_start THEN "
+     "'subscription ' || t.subscription_id || ' serves no day of this period (it serves ' "
+     "|| s.start_date || ' to ' || coalesce(CAST(s.end_date AS VARCHAR), 'open') || ')' END)], "
+     "lambda x: x.r IS NOT NULL)) AS p FROM {n[invoices]} t "
+     "JOIN {u[subscriptions]} s ON s.subscription_id = t.subscription_id "
+     "WHERE t.customer_id <> s.customer_id OR t.plan_id <> s.plan_id "
+     "OR s.start_date > last_day(t.period_start) OR s.end_date < t.period_start)"),
     ("invoices", "period_end",
      "SELECT _row, 'period_end ' || period_end || ' is not the last day of the period''s month (' "
      "|| last_day(period_start) || ')' FROM {n[invoices]} t WHERE period_end <> last_day(period_start)"),
-    ("invoices", "period_start",
-     "SELECT t._row, 'subscription ' || t.subscription_id || ' serves no day of this period (it serves ' "
-     "|| s.start_date || ' to ' || coalesce(CAST(s.end_date AS VARCHAR), 'open') || ')' FROM {n[invoices]} t "
-     "JOIN {u[subscriptions]} s ON s.subscription_id = t.subscription_id "
-     "WHERE s.start_date > last_day(t.period_start) OR s.end_date < t.period_start"),
     ("invoices", "due_on",
      "SELECT _row, 'due_on ' || due_on || ' is before issued_on ' || issued_on FROM {n[invoices]} t "
      "WHERE due_on < issued_on"),
@@ -581,10 +598,27 @@ def _key_text(cols: tuple[str, ...], alias: str = "t") -> str:
     return f"'({', '.join(cols)}) = (' || {parts} || ')'"
 
 
+def _enforced_keys(con: duckdb.DuckDBPyConnection) -> dict[str, set[tuple[str, ...]]]:
+    """Per table, the column sets that a PRIMARY KEY or UNIQUE constraint of the database enforces."""
+    out: dict[str, set[tuple[str, ...]]] = {}
+    for table, cols in con.execute(
+            "SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+            "WHERE constraint_type IN ('PRIMARY KEY', 'UNIQUE') AND database_name <> 'temp'").fetchall():
+        out.setdefault(table, set()).add(tuple(cols))
+    return out
+
+
 def _check(con: duckdb.DuckDBPyConnection, files: dict[str, _File], names: dict[str, str],
-           views: dict[str, str], prefix: str) -> list[tuple]:
+           views: dict[str, str], prefix: str, *, skip_keys: dict[str, set[tuple[str, ...]]] | None = None,
+           only_keys: dict[str, set[tuple[str, ...]]] | None = None) -> list[tuple]:
+    """The rejected rows of the import, in report order.
+
+    ``skip_keys`` leaves out the in-file duplicate checks of those keys (per table); ``only_keys``
+    runs nothing but those checks. Together the two calls give exactly the rows of one full call.
+    """
     rej = f'temp."{prefix}rejected"'
-    con.execute(f"CREATE TEMP TABLE \"{prefix}rejected\" (file VARCHAR, row BIGINT, col VARCHAR, reason VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE \"{prefix}rejected\" "
+                "(file VARCHAR, row BIGINT, col VARCHAR, reason VARCHAR)")
     n = {t: f'temp."{v}"' for t, v in names.items()}
     u = {t: f'temp."{v}"' for t, v in views.items()}
 
@@ -601,42 +635,55 @@ def _check(con: duckdb.DuckDBPyConnection, files: dict[str, _File], names: dict[
     for table, f in files.items():
         t = TABLES[table]
         src = n[table]
-        for c in t.columns:
-            if c.name in f.errors:
-                add(table, c.name, f"SELECT _row, _e_{c.name} FROM {src} WHERE _e_{c.name} IS NOT NULL")
-            if c.required:
-                extra = f" AND _e_{c.name} IS NULL" if c.name in f.errors else ""
-                add(table, c.name, f"SELECT _row, 'missing value' FROM {src} WHERE {c.name} IS NULL{extra}")
-            if c.enum:
-                values = ", ".join(_quote(v) for v in c.enum)
-                add(table, c.name,
-                    f"SELECT _row, 'invalid value ''' || {c.name} || ''' (expected one of {', '.join(c.enum)})' "
-                    f"FROM {src} WHERE {c.name} NOT IN ({values})")
-            if c.min is not None:
-                add(table, c.name, f"SELECT _row, '{c.name} ' || {c.name} || ' is below {c.min}' "
-                                   f"FROM {src} WHERE {c.name} < {int(c.min)}")
-            if c.max is not None:
-                add(table, c.name, f"SELECT _row, '{c.name} ' || {c.name} || ' is above {c.max}' "
-                                   f"FROM {src} WHERE {c.name} > {int(c.max)}")
-            if c.type == "month":
-                add(table, c.name, f"SELECT _row, '{c.name} ' || {c.name} || ' is not the first day of a month' "
-                                   f"FROM {src} WHERE day({c.name}) <> 1")
+        if only_keys is None:
+            # Every per-value rule of the table in one scan: (column, condition, reason) per rule.
+            rules: list[tuple[str, str, str]] = []
+            for c in t.columns:
+                if c.name in f.errors:
+                    rules.append((c.name, f"_e_{c.name} IS NOT NULL", f"_e_{c.name}"))
+                if c.required:
+                    extra = f" AND _e_{c.name} IS NULL" if c.name in f.errors else ""
+                    rules.append((c.name, f"{c.name} IS NULL{extra}", "'missing value'"))
+                if c.enum:
+                    values = ", ".join(_quote(v) for v in c.enum)
+                    rules.append((c.name, f"{c.name} NOT IN ({values})",
+                                  f"'invalid value ''' || {c.name} || ''' (expected one of {', '.join(c.enum)})'"))
+                if c.min is not None:
+                    rules.append((c.name, f"{c.name} < {int(c.min)}",
+                                  f"'{c.name} ' || {c.name} || ' is below {c.min}'"))
+                if c.max is not None:
+                    rules.append((c.name, f"{c.name} > {int(c.max)}",
+                                  f"'{c.name} ' || {c.name} || ' is above {c.max}'"))
+                if c.type == "month":
+                    rules.append((c.name, f"day({c.name}) <> 1",
+                                  f"'{c.name} ' || {c.name} || ' is not the first day of a month'"))
+            if rules:
+                found = ", ".join(f"struct_pack(c := {_quote(col)}, r := CASE WHEN {cond} THEN {reason} END)"
+                                  for col, cond, reason in rules)
+                any_bad = " OR ".join(f"coalesce({cond}, false)" for _, cond, _ in rules)
+                pending[table].append(
+                    f"SELECT {_quote(f.file)}, _row, p.c, p.r FROM (SELECT _row, unnest(list_filter([{found}], "
+                    f"lambda x: x.r IS NOT NULL)) AS p FROM {src} WHERE {any_bad})")
         for key in ((t.key,) if t.key else ()) + t.unique:
+            if only_keys is None:
+                in_file = key not in (skip_keys or {}).get(table, set())
+            else:
+                in_file = key in only_keys.get(table, set())
             cols = ", ".join(key)
             not_null = " AND ".join(f"{c} IS NOT NULL" for c in key)
             join = " AND ".join(f"d.{c} = t.{c}" for c in key)
             dups = f"SELECT {cols}, count(*) AS n FROM {src} WHERE {not_null} GROUP BY {cols} HAVING count(*) > 1"
             # big files: look for duplicates before joining back (the join would hash the whole file)
-            if f.rows < 50_000 or con.execute(f"SELECT count(*) FROM ({dups})").fetchall()[0][0]:
+            if in_file and (f.rows < _BIG_FILE or con.execute(f"SELECT count(*) FROM ({dups})").fetchall()[0][0]):
                 add(table, ", ".join(key),
                     f"SELECT t._row, 'duplicate ' || {_key_text(key)} || ' (' || d.n || ' rows in this file)' "
                     f"FROM {src} t JOIN ({dups}) d ON {join}")
-            if in_db[table]:
+            if in_db[table] and only_keys is None:
                 join_e = " AND ".join(f"e.{c} = t.{c}" for c in key)
                 add(table, ", ".join(key),
                     f"SELECT t._row, {_key_text(key)} || ' already exists in the database' FROM {src} t "
                     f"WHERE EXISTS (SELECT 1 FROM {table} e WHERE {join_e})")
-        for r in t.refs:
+        for r in t.refs if only_keys is None else ():
             if r.scope == "import":
                 where = (f"NOT EXISTS (SELECT 1 FROM {n[r.parent]} p WHERE p.{r.parent_column} = t.{r.column})")
                 reason = (f"'unknown {r.column} ' || t.{r.column} || ': not in this import''s {r.parent} file "
@@ -647,14 +694,24 @@ def _check(con: duckdb.DuckDBPyConnection, files: dict[str, _File], names: dict[
                     where += f" AND NOT EXISTS (SELECT 1 FROM {r.parent} p WHERE p.{r.parent_column} = t.{r.column})"
                 reason = (f"'unknown {r.column} ' || t.{r.column} || ': not in the {r.parent} file "
                           f"nor in the database'")
+            if (table, r.column) == ("invoice_lines", "invoice_id") and f.rows >= _BIG_FILE and not con.execute(
+                    f"SELECT count(*) FROM {n['line_sums']} t WHERE {where}").fetchall()[0][0]:
+                continue  # every invoice the lines name is known: the distinct ids say so, the 2M rows need not
             add(table, r.column, f"SELECT t._row, {reason} FROM {src} t WHERE t.{r.column} IS NOT NULL AND {where}")
-    for table, column, sql in CUSTOM_CHECKS:
-        if table in files:
+    for table, column, sql in CUSTOM_CHECKS if only_keys is None else ():
+        if table in files and column is None:
+            pending[table].append(f"SELECT {_quote(files[table].file)}, _row, col, reason "
+                                  f"FROM ({sql.format(n=n, u=u)}) AS q(_row, col, reason)")
+        elif table in files:
             add(table, column, sql.format(n=n, u=u))
     for table, selects in pending.items():
         if selects:
             con.execute(f"INSERT INTO {rej} " + " UNION ALL ".join(selects))
-    rows = con.execute(f"SELECT file, row, col, reason FROM {rej}").fetchall()
+    return _in_report_order(con.execute(f"SELECT file, row, col, reason FROM {rej}").fetchall(), files)
+
+
+def _in_report_order(rows: list[tuple], files: dict[str, _File]) -> list[tuple]:
+    """Rejected rows by table (import order), row, column (file order) and reason."""
     by_file = {f.file: (spec.ORDER.index(t), TABLES[t].column_names) for t, f in files.items()}
 
     def position(r: tuple) -> tuple:

@@ -304,6 +304,46 @@ def test_bad_rows_are_all_reported_with_row_numbers_counting_the_header(con, fol
         ("payments.csv", 2, "amount_cents"), ("payments.csv", 4, "method")]
 
 
+def test_invoice_plan_differs_from_subscription_is_reported(con, folder):
+    pd.read_csv(folder / "invoices.csv").assign(plan_id=[1, 1, 1, 2, 1, 2]).to_csv(
+        folder / "invoices.csv", index=False)
+    report = import_folder(con, folder, at=AT)
+    assert_rejected(report, "invoices.csv", 7, "plan_id", "plan_id 2 is not the plan of subscription 4 (1)")
+
+
+def test_duplicate_key_is_reported_row_by_row_next_to_other_problems(con, folder):
+    # the in-file duplicate check of a key the table constraint enforces runs when a report is needed
+    edit(folder, "customers.csv", "3,A-0003", "2,A-0003")
+    edit(folder, "payments.csv", "1440", "14.40")
+    before = table_counts(con)
+    report = import_folder(con, folder, at=AT)
+    assert table_counts(con) == before
+    assert_rejected(report, "customers.csv", 3, "customer_id", "duplicate customer_id 2 (2 rows in this file)")
+    assert_rejected(report, "customers.csv", 4, "customer_id", "duplicate customer_id 2 (2 rows in this file)")
+    assert_rejected(report, "payments.csv", 2, "amount_cents", "decimal amount '14.40'")
+
+
+@pytest.mark.parametrize("big_file", [0, 50_000])
+def test_big_file_shortcuts_report_the_same_rows(con, folder, monkeypatch, big_file):
+    # files of at least _BIG_FILE rows look for any problem first: the rows reported stay the same
+    monkeypatch.setattr(canonical, "_BIG_FILE", big_file)
+    edit(folder, "invoice_lines.csv", "2,2,usage,", "9,2,usage,")
+    edit(folder, "invoice_lines.csv", "1,2,tax,", "1,1,tax,")
+    edit(folder, "customers.csv", "3,A-0003", "2,A-0003")
+    report = import_folder(con, folder, at=AT)
+    assert_rejected(report, "invoice_lines.csv", 5, "invoice_id",
+                    "unknown invoice_id 9: not in this import's invoices file")
+    assert_rejected(report, "invoice_lines.csv", 2, "invoice_id, line_no", "duplicate (invoice_id, line_no) = (1, 1)")
+    assert_rejected(report, "invoice_lines.csv", 3, "invoice_id, line_no", "duplicate (invoice_id, line_no) = (1, 1)")
+    assert_rejected(report, "customers.csv", 4, "customer_id", "duplicate customer_id 2 (2 rows in this file)")
+
+
+def test_good_folder_imports_the_same_with_big_file_shortcuts(con, folder, monkeypatch):
+    monkeypatch.setattr(canonical, "_BIG_FILE", 0)
+    report = import_folder(con, folder, at=AT)
+    assert report.ok, report.message
+
+
 def test_duplicate_invoice_against_existing_rows_changes_nothing(imported, tmp_path):
     con, _ = imported
     before = table_counts(con)
