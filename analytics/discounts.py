@@ -399,6 +399,17 @@ def _quoted_database(cur) -> str:
 
 
 @contextlib.contextmanager
+def scoped_to(cur: duckdb.DuckDBPyConnection, customer_id: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Use a private cursor whose history tables already hold only ``customer_id``'s rows (at least
+    those :func:`one_customer` copies) as :func:`one_customer`'s cursor for the block."""
+    _SCOPES[id(cur)] = int(customer_id)
+    try:
+        yield cur
+    finally:
+        _SCOPES.pop(id(cur), None)
+
+
+@contextlib.contextmanager
 def one_customer(con: duckdb.DuckDBPyConnection, customer_id: int) -> Iterator[duckdb.DuckDBPyConnection]:
     """A private cursor on which the largest history tables hold one customer's rows only.
 

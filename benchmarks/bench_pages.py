@@ -176,7 +176,7 @@ def run(ctx: Context) -> list[Figure]:
             else:
                 ctx.notes.append(f"pages: loading the models took {s_load:.2f} s (once per app process)")
                 _, s = _timed(recommend, con, customer_id=cid, reason="bill_higher_than_expected", at=at,
-                              agent_id=agent, models=models)
+                              agent_id=agent, models=models, with_risk=True)
                 figures.append(_step("churn risk and recommended offers", s, scale_ok))
         plans = con.execute("SELECT plan_id FROM plans WHERE is_active ORDER BY rank").fetchall()
         _, s = _timed(preview_plan_change, con, cid, int(plans[0][0]), as_of)

@@ -351,6 +351,23 @@ _SAMPLED: dict[int, float] = {}   # id of each open _sampled cursor -> its sampl
 
 
 @contextlib.contextmanager
+def _scoped(con: duckdb.DuckDBPyConnection, keep: str, params: dict, share: float):
+    """A private cursor on which each per-customer table is a temporary copy of the rows that
+    ``keep`` (a code constant over ``customer_id``) selects; the snapshot queries run on it as is."""
+    cur = con.cursor()
+    try:
+        db = '"' + str(cur.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""') + '"'
+        for table in _SAMPLED_TABLES:
+            cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {db}.main.{table} WHERE {keep}", params)
+        cur.execute(f"CREATE TEMP TABLE usage_records AS SELECT * FROM {db}.main.usage_records "
+                    "WHERE subscription_id IN (SELECT subscription_id FROM temp.subscriptions)")
+        _SAMPLED[id(cur)] = float(share)
+        yield cur
+    finally:
+        _SAMPLED.pop(id(cur), None)
+        cur.close()
+
+
 def _sampled(con: duckdb.DuckDBPyConnection, sample: float):
     """A private cursor on which the per-customer tables hold only the hash sample's customers.
 
@@ -359,20 +376,19 @@ def _sampled(con: duckdb.DuckDBPyConnection, sample: float):
     a few percent of the history instead of scanning all of it again. Same results (every row a
     sampled customer's query reads belongs to that customer, or to one of its subscriptions).
     """
-    cur = con.cursor()
-    try:
-        db = '"' + str(cur.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""') + '"'
-        keep = "((customer_id * 2654435761) % 4294967296) < $rate * 4294967296"
-        for table in _SAMPLED_TABLES:
-            cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {db}.main.{table} WHERE {keep}",
-                        {"rate": float(sample)})
-        cur.execute(f"CREATE TEMP TABLE usage_records AS SELECT * FROM {db}.main.usage_records "
-                    "WHERE subscription_id IN (SELECT subscription_id FROM temp.subscriptions)")
-        _SAMPLED[id(cur)] = float(sample)
-        yield cur
-    finally:
-        _SAMPLED.pop(id(cur), None)
-        cur.close()
+    return _scoped(con, "((customer_id * 2654435761) % 4294967296) < $rate * 4294967296",
+                   {"rate": float(sample)}, sample)
+
+
+def one_customer_history(con: duckdb.DuckDBPyConnection, customer_id: int):
+    """A private cursor on which the per-customer tables hold one customer's rows only.
+
+    For :func:`snapshot_features` of that one customer (the churn risk shown at a live contact):
+    each history table is scanned once, by its ``customer_id``, instead of in every step of the
+    snapshot query. Same results for that customer (every row its snapshot reads is its own or one
+    of its subscriptions'); any other customer has no rows on it. Use as a context manager.
+    """
+    return _scoped(con, "customer_id = $cid", {"cid": int(customer_id)}, 1.0)
 
 
 def snapshot_features(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,

@@ -15,6 +15,7 @@ says a supervisor is needed instead).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Mapping
@@ -424,10 +425,20 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
                          "at": at, "reason": reason, "agent_tier": tier})
     contact = pd.DataFrame([{"customer_id": int(customer_id), "contacted_at": at, "reason": reason,
                              "is_intent_to_cancel": bool(is_intent_to_cancel), "wait_seconds": wait_seconds}])
-    # the customer's history read once (each history table scanned once), then both queries on it
-    with discounts.one_customer(con, int(customer_id)) as cur:
+    # the customer's history read once (each history table scanned once), then every query on it:
+    # with the churn risk, all the per-customer tables its snapshot reads; otherwise the largest two
+    risk_wanted = with_risk and models.churn_risk is not None
+    snap = None
+    with contextlib.ExitStack() as stack:
+        if risk_wanted:
+            cur = stack.enter_context(F.one_customer_history(con, int(customer_id)))
+            stack.enter_context(discounts.scoped_to(cur, int(customer_id)))
+        else:
+            cur = stack.enter_context(discounts.one_customer(con, int(customer_id)))
         elig = offer_eligibility(cur, cand)
         feats = discounts.contact_features(cur, contact).reset_index(drop=True)
+        if risk_wanted:
+            snap = F.snapshot_features(cur, as_of=at.date(), customer_ids=[int(customer_id)])
     price = pd.to_numeric(feats["monthly_price_cents"], errors="coerce").to_numpy(dtype=float)
     value_months = discounts.HORIZON_DAYS / 30.0
     offer_columns = {}
@@ -446,8 +457,7 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
                                 require_evidence=require_evidence)
         risk, reasons = None, pd.DataFrame(columns=["rank", "feature", "value", "reference", "delta"])
         notes = list(models.notes)
-        if with_risk and models.churn_risk is not None:
-            snap = F.snapshot_features(con, as_of=at.date(), customer_ids=[int(customer_id)])
+        if risk_wanted:
             if len(snap):
                 scores, why = models.churn_risk.explain(snap, top=3)
                 risk = float(scores.iloc[0])

@@ -207,7 +207,7 @@ def _recommend(db: str, models_key: tuple, customer_id: int, reason: str, at: dt
                agent_id: int, _con, _models):
     recommend = function("models.recommender", "recommend")
     return recommend(_con, customer_id=customer_id, reason=reason, at=at, is_intent_to_cancel=intent,
-                     agent_id=agent_id, models=_models)
+                     agent_id=agent_id, models=_models, with_risk=True)
 
 
 def recommendation(customer_id: int, reason: str, at: dt.datetime, intent: bool, agent_id: int):

@@ -11,6 +11,7 @@ import pytest
 
 from analytics.discounts import REASONS
 from billing.eligibility import check_offer
+from models import features as F
 from models.recommender import (OPTION_COLUMNS, RecommendError, RecommenderModels, choose_offers, recommend,
                                 score_contacts)
 
@@ -219,6 +220,25 @@ def test_churn_risk_and_reasons_come_with_the_recommendation(world, models, agen
     assert list(rec.risk_reasons.columns) == ["rank", "feature", "value", "reference", "delta"]
     d = rec.as_dict()
     assert d["customer_id"] == int(c["customer_id"]) and len(d["options"]) == len(rec.options)
+    # the risk read from the customer's copied history equals the model on the full tables, and the
+    # offers are the same as without the risk
+    at = pd.Timestamp(c["contacted_at"]).to_pydatetime()
+    snap = F.snapshot_features(world, as_of=at.date(), customer_ids=[int(c["customer_id"])])
+    assert rec.churn_risk == pytest.approx(float(models.churn_risk.explain(snap, top=3)[0].iloc[0]), abs=1e-12)
+    plain = recommend(world, customer_id=int(c["customer_id"]), reason=c["reason"], at=at,
+                      agent_login=agents[2], models=models, with_risk=False)
+    pd.testing.assert_frame_equal(rec.options, plain.options)
+
+
+def test_one_customer_history_gives_that_customers_snapshot(world):
+    from models.features import data_end
+    as_of = data_end(world) - dt.timedelta(days=40)
+    full = F.snapshot_features(world, as_of=as_of)
+    for cid in full["customer_id"].sample(8, random_state=2):
+        with F.one_customer_history(world, int(cid)) as history:
+            one = F.snapshot_features(history, as_of=as_of, customer_ids=[int(cid)])
+        pd.testing.assert_frame_equal(one.reset_index(drop=True),
+                                      full[full["customer_id"] == cid].reset_index(drop=True))
 
 
 def test_bad_requests_are_refused_with_a_code(world, models, agents):

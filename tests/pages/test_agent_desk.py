@@ -218,6 +218,7 @@ def test_churn_risk_and_recommended_offers_from_the_models(desk, monkeypatch):
 
     def fake(con, *, customer_id, reason, at, is_intent_to_cancel=False, agent_id=None, models=None, **kw):
         assert models.ids == {"uplift": "test"}          # the models loaded once, passed in
+        assert kw.get("with_risk") is True                # the desk shows the churn risk too
         calls.append((customer_id, reason, agent_id))
         return types.SimpleNamespace(
             churn_risk=0.31, message="Offer 10% off for 3 months: it pays for this customer.", options=options,
