@@ -92,12 +92,15 @@ def add_charges(con: duckdb.DuckDBPyConnection, charges: pd.DataFrame, *, at: dt
                            CAST(last_day(CAST(period_start AS DATE)) AS DATE) AS p_end
                     FROM _new_charges
                 ),
-                checked AS (
+                -- materialized: read three times below, and each read would join the invoices again
+                checked AS MATERIALIZED (
                     SELECT n._row, n.subscription_id, n.p_start, s.subscription_id IS NOT NULL AS found,
                            s.start_date <= n.p_end AND (s.end_date IS NULL OR s.end_date >= n.p_start)
                                AS active,
                            EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = n.subscription_id
-                                   AND i.period_start = n.p_start) AS billed
+                                   AND i.period_start = n.p_start
+                                   -- redundant, but a constant range lets the scan skip older row groups
+                                   AND i.period_start BETWEEN $first_period AND $last_period) AS billed
                     FROM n LEFT JOIN subscriptions s USING (subscription_id)
                 ),
                 final AS (
@@ -116,7 +119,8 @@ def add_charges(con: duckdb.DuckDBPyConnection, charges: pd.DataFrame, *, at: dt
                     FROM checked WHERE found AND NOT billed AND NOT active
                 )
                 SELECT code, msg FROM final ORDER BY _row, k LIMIT 1
-            """, {"not_found": NOT_FOUND, "already_billed": ALREADY_BILLED, "invalid": INVALID_INPUT}).fetchall()
+            """, {"not_found": NOT_FOUND, "already_billed": ALREADY_BILLED, "invalid": INVALID_INPUT,
+                  "first_period": min(df["period_start"]), "last_period": max(df["period_start"])}).fetchall()
             if problem:
                 raise _Reject(*problem[0])
             base = int(con.execute("SELECT coalesce(max(charge_id), 0) FROM one_off_charges").fetchall()[0][0])

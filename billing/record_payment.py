@@ -23,11 +23,18 @@ STATUSES = ("settled", "failed")
 REQUIRED = ("customer_id", "amount_cents", "received_at", "method", "status")
 
 
+def _as_datetime(values: pd.Series) -> pd.Series:
+    """``values`` as datetimes (unparseable = NaT); a column already of a datetime dtype is kept as is."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    return pd.to_datetime(values, errors="coerce")
+
+
 def _first_problem(df: pd.DataFrame) -> str | None:
     """Message naming the first row problem found by vectorised checks, or None."""
     cid = pd.to_numeric(df["customer_id"], errors="coerce")
     amount = pd.to_numeric(df["amount_cents"], errors="coerce")
-    received = pd.to_datetime(df["received_at"], errors="coerce")
+    received = _as_datetime(df["received_at"])
     checks = [
         ("customer_id", cid.isna() | (cid != np.floor(cid)), "is not an id"),
         ("amount_cents", amount.isna() | (amount != np.floor(amount)), "must be a whole number of cents"),
@@ -94,7 +101,7 @@ def record_payments(con: duckdb.DuckDBPyConnection, payments: pd.DataFrame, *,
         "_row": np.arange(len(df), dtype=np.int64),
         "customer_id": pd.to_numeric(df["customer_id"]).astype(np.int64),
         "amount_cents": pd.to_numeric(df["amount_cents"]).astype(np.int64),
-        "received_at": pd.to_datetime(df["received_at"]),
+        "received_at": _as_datetime(df["received_at"]),
         "method": df["method"].astype(str),
         "status": df["status"].astype(str),
         "reference": df["reference"].astype(object).where(df["reference"].notna(), None),

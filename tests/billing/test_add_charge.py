@@ -53,6 +53,19 @@ def test_charge_for_a_period_already_invoiced_is_refused_already_billed():
     assert table_counts(con) == before
 
 
+def test_bulk_over_several_periods_finds_the_billed_one_whatever_the_order():
+    # the billed check reads only invoices of the batch's periods (first..last): both ends count
+    con = new_db()
+    add_customer(con, start=JAN)
+    assert run_billing(con, JAN, as_of=FEB).ok
+    for periods, row in (([MAR, FEB, JAN], 3), ([JAN, MAR], 1)):
+        df = pd.DataFrame({"subscription_id": [1] * len(periods), "period_start": periods,
+                           "description": ["Router delivery"] * len(periods), "amount_cents": [500] * len(periods)})
+        res = add_charges(con, df, at=AT)
+        assert res.code == "already_billed" and res.message == f"row {row}: subscription 1 is already billed for 2024-01"
+    assert con.execute("SELECT count(*) FROM one_off_charges").fetchall()[0][0] == 0
+
+
 def test_charge_for_the_next_period_after_billing_is_accepted():
     con = new_db()
     add_customer(con, start=JAN)
