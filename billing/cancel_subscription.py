@@ -35,9 +35,12 @@ open_sub AS (
     FROM req r JOIN subscriptions s ON s.customer_id = r.customer_id AND s.end_date IS NULL
     QUALIFY row_number() OVER (PARTITION BY r."row" ORDER BY s.start_date DESC, s.subscription_id DESC) = 1
 ),
+-- only invoices ending on or after the earliest end date can refuse a cancellation ($billed_from:
+-- a constant, so the scan skips older row groups); billed_through is exact wherever it refuses one
 billed AS (
     SELECT o."row", max(i.period_end) AS billed_through
     FROM open_sub o JOIN invoices i ON i.subscription_id = o.subscription_id
+    WHERE i.period_end >= $billed_from
     GROUP BY o."row"
 ),
 checked AS (
@@ -119,8 +122,10 @@ def _apply(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, at: dt.dateti
     """Validate and write the valid cancellations; the caller holds the transaction."""
     con.register("_cs_in", frame)
     try:
+        earliest = frame["end_date"].min()
         con.execute(f"CREATE OR REPLACE TEMP TABLE _cs AS {_VALIDATE_SQL}",
-                    {"churn_kinds": list(CHURN_KINDS), "end_reasons": list(END_REASONS)})
+                    {"churn_kinds": list(CHURN_KINDS), "end_reasons": list(END_REASONS),
+                     "billed_from": None if pd.isna(earliest) else earliest.date()})
         con.execute("""
             UPDATE subscriptions SET end_date = c.end_date, end_reason = c.end_reason
             FROM _cs c WHERE c.code = 'ok' AND subscriptions.subscription_id = c.subscription_id

@@ -36,9 +36,12 @@ open_sub AS (
     FROM req r JOIN subscriptions s ON s.customer_id = r.customer_id AND s.end_date IS NULL
     QUALIFY row_number() OVER (PARTITION BY r."row" ORDER BY s.start_date DESC, s.subscription_id DESC) = 1
 ),
+-- only invoices ending on or after the earliest effective date can refuse a change ($billed_from:
+-- a constant, so the scan skips older row groups); billed_through is exact wherever it refuses one
 billed AS (
     SELECT o."row", max(i.period_end) AS billed_through
     FROM open_sub o JOIN invoices i ON i.subscription_id = o.subscription_id
+    WHERE i.period_end >= $billed_from
     GROUP BY o."row"
 ),
 checked AS (
@@ -125,11 +128,13 @@ def _changes_frame(changes: pd.DataFrame, *, user_id: int | None) -> pd.DataFram
 
 def _validate(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, *, into: str | None = None):
     """Run the validation over a typed frame: a DataFrame, or with ``into`` a temp table."""
+    earliest = frame["effective_date"].min()
+    params = {"billed_from": None if pd.isna(earliest) else earliest.date()}
     con.register("_cp_in", frame)
     try:
         if into is None:
-            return con.execute(_VALIDATE_SQL).df()
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {_VALIDATE_SQL}")
+            return con.execute(_VALIDATE_SQL, params).df()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {_VALIDATE_SQL}", params)
         return None
     finally:
         con.unregister("_cp_in")

@@ -170,6 +170,18 @@ def test_change_inside_an_invoiced_period_is_already_billed_and_writes_nothing()
     assert change_plan(con, customer_id=cid, new_plan_id=BASIC, effective_date=MAR, at=T(2024, 3, 2)).ok
 
 
+def test_bulk_already_billed_names_the_last_invoiced_day_whatever_the_other_rows_dates():
+    # the billed check reads invoices ending on or after the batch's earliest date: the message is exact
+    con = new_db()
+    a = add_customer(con, start=D(2023, 6, 1), plan_id=PLUS)
+    b = add_customer(con, start=D(2023, 6, 1), plan_id=PLUS)
+    bill(con, D(2024, 1, 1), FEB)
+    out = change_plans(con, pd.DataFrame({"customer_id": [a, b], "new_plan_id": [BASIC, BASIC],
+                                          "effective_date": [D(2024, 2, 10), D(2024, 1, 5)]}), at=T(2024, 3, 2))
+    assert list(out["why_not"]) == ["already_billed", "already_billed"]
+    assert all("invoiced through 2024-02-29" in m for m in out["message"])
+
+
 def test_bulk_changes_with_mixed_rows_write_only_the_ok_ones():
     con = new_db()
     a = add_customer(con, start=D(2023, 6, 1), plan_id=PLUS)
