@@ -33,7 +33,7 @@ def test_demo_builds_a_world_and_refuses_to_overwrite_it(tmp_path, capsys):
     path = tmp_path / "demo.duckdb"
     assert run_demo(_args(path)) == 0
     out = capsys.readouterr().out
-    assert "300 customers" in out and "admin / admin-demo" in out
+    assert "300 customers" in out and "admin / admin-demo" in out and "python cli.py effects" in out
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("SELECT count(*) FROM customers").fetchall()[0][0] == 300
     assert con.execute("SELECT max(period_start) FROM invoices").fetchall()[0][0] == dt.date(2024, 3, 1)
