@@ -383,10 +383,24 @@ def _sampled(con: duckdb.DuckDBPyConnection, sample: float):
 def one_customer_history(con: duckdb.DuckDBPyConnection, customer_id: int):
     """A private cursor on which the per-customer tables hold one customer's rows only.
 
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    customer_id : int
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Use with ``with``: it yields a cursor of ``con`` on which customers, subscriptions, invoices,
+        payments, credit notes, contacts, offer grants and usage records are temporary copies of the
+        customer's rows (shadowing the stored tables), and closes it with its copies on exit.
+
+    Notes
+    -----
     For :func:`snapshot_features` of that one customer (the churn risk shown at a live contact):
     each history table is scanned once, by its ``customer_id``, instead of in every step of the
     snapshot query. Same results for that customer (every row its snapshot reads is its own or one
-    of its subscriptions'); any other customer has no rows on it. Use as a context manager.
+    of its subscriptions'); any other customer has no rows on it.
     """
     return _scoped(con, "customer_id = $cid", {"cid": int(customer_id)}, 1.0)
 
