@@ -28,6 +28,7 @@ RECENT_MONTHS = 6
 TENURE_BANDS = (("under 6 months", 0, 5), ("6-11 months", 6, 11), ("12-23 months", 12, 23),
                 ("2-4 years", 24, 59), ("5 years or more", 60, None))
 MIN_PEERS = 5
+_BAND_RANGE = {label: (lo, hi) for label, lo, hi in TENURE_BANDS}
 
 INVOICE_COLUMNS = ("invoice_id", "number", "period_start", "issued_on", "due_on", "plan_name", "subtotal_cents",
                    "discount_cents", "tax_cents", "credit_cents", "total_cents", "currency", "status")
@@ -295,10 +296,10 @@ def _peers(con: duckdb.DuckDBPyConnection, customer_id: int, as_of: dt.date,
         return None
     period, plan_id, total, currency, signup = own[0]
     months = (period.year * 12 + period.month) - (signup.year * 12 + signup.month) - (signup.day > 1)
-    found = [b for b in TENURE_BANDS if months >= b[1] and (b[2] is None or months <= b[2])]
-    if not found:
+    if months < 0:   # signed up after the period: no band
         return None
-    band, lo, hi = found[0]
+    band = tenure_band(months)
+    lo, hi = _BAND_RANGE[band]
     plan_name = con.execute("SELECT name FROM plans WHERE plan_id = ?", [plan_id]).fetchall()[0][0]
     n, p25, p50, p75, below = con.execute(_PEERS_SQL, {
         "cid": int(customer_id), "period": period, "plan_id": plan_id, "total": total,

@@ -16,7 +16,7 @@ import time
 from analytics.discounts import contact_features
 from analytics.overview import data_as_of
 from analytics.strategies import latest_effects, run_effects
-from benchmarks.common import Context, Figure, PeakMemory, Timer
+from benchmarks.common import Context, Figure, PeakMemory, Timer, bench_world
 from data.db import connect
 
 NAME = "effects"
@@ -25,22 +25,7 @@ LIVE_REPEATS = 20
 
 
 def _world(ctx: Context):
-    shared = ctx.workdir / "bench-world.duckdb"
-    if shared.exists():
-        return shared, "the simulate benchmark's world"
-    from data.simulate import DEFAULT_DEMO, build_world
-    path = ctx.workdir / "bench-effects-world.duckdb"
-    for p in (path, path.with_suffix(".duckdb.wal")):
-        p.unlink(missing_ok=True)
-    con = connect(path)
-    try:
-        with Timer() as t:
-            build_world(con, DEFAULT_DEMO.replace(customers=ctx.customers))
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    ctx.notes.append(f"effects: built a world of {ctx.customers:,} customers in {t.seconds:.0f} s")
-    return path, f"a world of {ctx.customers:,} customers built here"
+    return bench_world(ctx, "effects")
 
 
 def run(ctx: Context) -> list[Figure]:

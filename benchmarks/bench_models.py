@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from benchmarks.common import Context, Figure, PeakMemory, Timer
+from analytics.discounts import REASONS
+from benchmarks.common import Context, Figure, PeakMemory, Timer, bench_world
 from data.db import connect
 
 NAME = "models"
@@ -34,27 +35,10 @@ RISK_CALLS = 50
 # spin-waiting for a busy core make gradient boosting many times slower (measured 10x on 2 cores);
 # set to None to let the libraries use every core of a dedicated machine.
 THREADS = 1
-REASONS = ("bill_higher_than_expected", "billing_error", "bill_not_understood", "wants_cheaper_plan",
-           "service_issue", "cancel_request")
 
 
 def _world(ctx: Context):
-    shared = ctx.workdir / "bench-world.duckdb"
-    if shared.exists():
-        return shared, "the simulate benchmark's world"
-    from data.simulate import DEFAULT_DEMO, build_world
-    path = ctx.workdir / "bench-models-world.duckdb"
-    for p in (path, path.with_suffix(".duckdb.wal")):
-        p.unlink(missing_ok=True)
-    con = connect(path)
-    try:
-        with Timer() as t:
-            build_world(con, DEFAULT_DEMO.replace(customers=ctx.customers))
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    ctx.notes.append(f"models: built a world of {ctx.customers:,} customers in {t.seconds:.0f} s")
-    return path, f"a world of {ctx.customers:,} customers built here"
+    return bench_world(ctx, "models")
 
 
 def _telco_auc() -> tuple[float | None, str]:

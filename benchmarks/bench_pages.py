@@ -116,9 +116,6 @@ def run(ctx: Context) -> list[Figure]:
         # the view reads the stored run of `cli.py practices` (fitting it is timed by the analytics benchmark)
         figures.append(_page("Churn explorer, Care practices view", [
             ("stored run", practices and (lambda: practices(con)))], scale_ok))
-        if practices is not None and practices(con) is None:
-            ctx.notes.append("pages: no stored practices run in the world (`python cli.py practices`): the Care "
-                             "practices view was timed saying so")
         load = _optional("analytics.strategies", "load_latest")
         figures.append(_page("Discount strategies", [("stored run", load and (lambda: load(con)))], scale_ok))
         figures.append(_page("Invoicing (Billing run, the default task)", [

@@ -84,3 +84,26 @@ def machine() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return info
+
+
+def bench_world(ctx: Context, name: str) -> tuple[Path, str]:
+    """The world a benchmark reads: the simulate benchmark's ``bench-world.duckdb`` in the workdir when
+    it is there, otherwise a default-config world of ``ctx.customers`` built into
+    ``bench-<name>-world.duckdb`` (noted). Returns the path and where the world came from."""
+    shared = ctx.workdir / "bench-world.duckdb"
+    if shared.exists():
+        return shared, "the simulate benchmark's world"
+    from data.db import connect
+    from data.simulate import DEFAULT_DEMO, build_world
+    path = ctx.workdir / f"bench-{name}-world.duckdb"
+    for p in (path, path.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    con = connect(path)
+    try:
+        with Timer() as t:
+            build_world(con, DEFAULT_DEMO.replace(customers=ctx.customers))
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    ctx.notes.append(f"{name}: built a world of {ctx.customers:,} customers in {t.seconds:.0f} s")
+    return path, f"a world of {ctx.customers:,} customers built here"

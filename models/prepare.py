@@ -93,13 +93,12 @@ def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: 
     total = len(STEPS)
     ids: dict = {"effects": None, "practices": None, "models": ()}
     skipped, seconds = [], {}
-    steps = (
-        ("effects", lambda: run_effects(con, as_of=as_of, at=at)),
-        ("practices", lambda: run_practices(con, as_of=as_of, at=at)),
-        ("models", lambda: tuple(rec.model_id for rec in
-                                 train_models(con, at=at, root=models_root).records.values())),
-    )
-    for done, (label, (key, step)) in enumerate(zip(STEPS, steps)):
+    steps = {
+        "effects": lambda: run_effects(con, as_of=as_of, at=at),
+        "practices": lambda: run_practices(con, as_of=as_of, at=at),
+        "models": lambda: tuple(rec.model_id for rec in train_models(con, at=at, root=models_root).records.values()),
+    }
+    for done, (label, (key, step)) in enumerate(zip(STEPS, steps.items())):
         say(done, total, label)
         started = time.perf_counter()
         try:
