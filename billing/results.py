@@ -14,6 +14,7 @@ ALREADY_BILLED = "already_billed"
 INVALID_INPUT = "invalid_input"
 PERIOD_NOT_STARTED = "period_not_started"
 OVER_LIMIT = "over_limit"
+CONFLICT = "conflict"          # a concurrent writer committed first; nothing was written, try again
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import duckdb
 
 from billing import audit
 from billing.pricing import month_end
-from billing.results import INVALID_INPUT, PERIOD_NOT_STARTED, Result, failure, success
+from billing.results import CONFLICT, INVALID_INPUT, PERIOD_NOT_STARTED, Result, failure, success
 from data.db import transaction
 
 PAYMENT_TERMS_DAYS = 14
@@ -49,9 +49,17 @@ tax AS (
           FROM tax_rates t, params WHERE t.effective_from <= params.p_start)
     WHERE rn = 1
 ),
-usage AS (
-    SELECT subscription_id, sum(units) AS units FROM usage_records
-    WHERE period_start = $p_start GROUP BY subscription_id
+todo_usage AS (
+    -- the subscriptions to bill with their usage of the period, grouped together by subscription
+    -- (one aggregate of both instead of a million usage sums hash-joined back to the subscriptions)
+    SELECT subscription_id, any_value(customer_id) AS customer_id, any_value(plan_id) AS plan_id,
+           any_value(start_date) AS start_date, any_value(end_date) AS end_date, sum(units) AS units
+    FROM (SELECT subscription_id, customer_id, plan_id, start_date, end_date, CAST(NULL AS BIGINT) AS units
+          FROM todo
+          UNION ALL
+          SELECT subscription_id, NULL, NULL, NULL, NULL, units FROM usage_records WHERE period_start = $p_start)
+    GROUP BY subscription_id
+    HAVING count(customer_id) > 0
 ),
 charges AS (
     SELECT subscription_id, sum(amount_cents) AS charges_cents, count(*) AS n_charges FROM one_off_charges
@@ -64,15 +72,14 @@ sized AS (
            CAST(day(params.p_end) AS INTEGER) AS period_days,
            pr.monthly_price_cents, pr.usage_allowance_units, pr.overage_price_cents,
            tx.rate_bp,
-           coalesce(u.units, 0) AS units,
+           coalesce(t.units, 0) AS units,
            coalesce(ch.charges_cents, 0) AS charges_cents,
            CAST(coalesce(ch.n_charges, 0) AS INTEGER) AS n_charges
-    FROM todo t
+    FROM todo_usage t
     CROSS JOIN params
     JOIN customers c ON c.customer_id = t.customer_id
     LEFT JOIN price pr ON pr.plan_id = t.plan_id
     LEFT JOIN tax tx ON tx.region = c.region
-    LEFT JOIN usage u ON u.subscription_id = t.subscription_id
     LEFT JOIN charges ch ON ch.subscription_id = t.subscription_id
 ),
 numbered AS (
@@ -305,7 +312,8 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
         ``data``: run_id, invoices_created, lines_created, total_cents, subtotal_cents,
         discount_cents, tax_cents, credit_cents, seconds. A re-run of a billed period succeeds with
         zero created (``data['already_billed']`` True). Failures: ``invalid_input`` (not a first day
-        of a month; a plan with no price or a region with no tax rate), ``period_not_started``.
+        of a month; a plan with no price or a region with no tax rate), ``period_not_started``,
+        ``conflict`` (another run committed while this one ran: nothing written, run it again).
 
     Notes
     -----
@@ -314,6 +322,11 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
     charge in grant order, never below zero, for ``cycles`` periods from ``first_period``; tax by the
     customer's region on the net, rounded per invoice half away from zero; fixed credits as negative
     lines capped at net + tax, the rest carried forward. Total = sum of lines.
+
+    Invoice numbers continue from ``max(invoice_id)`` and the run number from ``max(run_id)``, both
+    read in the run's transaction: of two runs racing, the second to commit collides on the
+    ``billing_runs`` primary key (or on the invoices' unique key) and writes nothing, so numbers stay
+    unique and gap-free without an index on ``invoice_id``.
     """
     if period_start.day != 1:
         return failure(INVALID_INPUT, f"a billing period starts on the first of a month, not {period_start}")
@@ -363,6 +376,13 @@ def run_billing(con: duckdb.DuckDBPyConnection, period_start: dt.date, *, as_of:
                       detail={"run_id": run_id, "invoices_created": n_inv, "total_cents": int(sums[1])})
     except _Refused as exc:
         return failure(INVALID_INPUT, f"billing {period_start:%Y-%m} refused: {exc}")
+    except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
+        # Another run committed first since this one read max(run_id) and max(invoice_id): the run
+        # number (billing_runs' key) or an invoice (the unique key) collides, and nothing is written.
+        if isinstance(exc, duckdb.ConstraintException) and "duplicate key" not in str(exc).lower():
+            raise
+        return failure(CONFLICT, f"billing {period_start:%Y-%m} not written: another billing run committed "
+                                 "while this one ran; nothing was written, run it again")
     finally:
         for name in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {name}")

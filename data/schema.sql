@@ -185,11 +185,15 @@ CREATE TABLE IF NOT EXISTS billing_runs (
     triggered_by     BIGINT
 );
 
--- One invoice per subscription per period. invoice_id IS the invoice number: sequential and gap-free,
--- shown as INV-00000042. total = subtotal - discount + tax - credit = sum of its lines, always.
+-- One invoice per subscription per period, enforced by the unique key. invoice_id IS the invoice
+-- number: sequential and gap-free, shown as INV-00000042. Like the ledgers above it has no index:
+-- each billing run numbers its invoices max(invoice_id) + row_number() in its own transaction, under
+-- the billing_runs primary key that lets one run at a time commit, and the importer checks the
+-- numbers it brings against the file and the database (an index on it would cost a third of a
+-- million-invoice run). total = subtotal - discount + tax - credit = sum of its lines, always.
 -- A finalized invoice is never edited: corrections are credit notes.
 CREATE TABLE IF NOT EXISTS invoices (
-    invoice_id      BIGINT  PRIMARY KEY,
+    invoice_id      BIGINT  NOT NULL,
     subscription_id BIGINT  NOT NULL,
     customer_id     BIGINT  NOT NULL,
     plan_id         INTEGER NOT NULL,

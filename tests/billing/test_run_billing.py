@@ -194,6 +194,41 @@ def test_unique_key_refuses_a_second_invoice_for_the_same_subscription_and_perio
                     "tax_cents, credit_cents, total_cents, tax_rate_bp, status, run_id, finalized_at FROM invoices")
 
 
+class _RacedCursor:
+    """A cursor on which another run bills January on its own cursor just before this one's
+    statement containing ``before`` runs (inside this run's transaction)."""
+
+    def __init__(self, con, before):
+        from data.db import cursor
+        self.cur, self.rival, self.before, self.raced = cursor(con), cursor(con), before, []
+
+    def execute(self, sql, *args):
+        if self.before in sql and not self.raced:
+            self.raced.append(run_billing(self.rival, JAN, as_of=FEB))
+        return self.cur.execute(sql, *args)
+
+
+@pytest.mark.parametrize("rival_runs_before", [
+    "INSERT INTO billing_runs",     # the rival commits after this run read max(run_id) and max(invoice_id)
+    "INSERT INTO audit_log",        # ... after this run wrote its run number and invoices, before it commits
+])
+def test_two_runs_racing_never_share_a_number_and_the_second_to_commit_writes_nothing(rival_runs_before):
+    # invoice_id has no index: the run number's key serializes runs; the second to commit says conflict
+    con = new_db()
+    for day in (1, 5, 9):
+        add_customer(con, start=dt.date(2023, 12, day))
+    raced = _RacedCursor(con, rival_runs_before)
+    res = run_billing(raced, FEB, as_of=MAR)
+    rival = raced.raced[0]
+    assert rival.ok and rival["invoices_created"] == 3
+    assert not res.ok and res.code == "conflict" and "nothing was written" in res.message
+    assert table_counts(con)["invoices"] == 3 and table_counts(con)["billing_runs"] == 1
+    again = bill(con, FEB)                                      # run again: the numbers carry on
+    assert again["invoices_created"] == 3
+    ids = [r[0] for r in con.execute("SELECT invoice_id FROM invoices ORDER BY invoice_id").fetchall()]
+    assert ids == [1, 2, 3, 4, 5, 6]
+
+
 def test_invoice_numbers_are_sequential_and_gap_free_across_runs():
     con = new_db()
     for day in (1, 5, 9):
