@@ -399,30 +399,6 @@ def _quoted_database(cur) -> str:
 
 
 @contextlib.contextmanager
-def scoped_to(cur: duckdb.DuckDBPyConnection, customer_id: int) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Use a private cursor whose history tables already hold only one customer's rows as
-    :func:`one_customer`'s cursor for the block.
-
-    Parameters
-    ----------
-    cur : duckdb.DuckDBPyConnection
-        A cursor on which at least the tables of :data:`CUSTOMER_TABLES` are temporary copies of the
-        customer's rows (e.g. from ``models.features.one_customer_history``).
-    customer_id : int
-
-    Yields
-    ------
-    duckdb.DuckDBPyConnection
-        ``cur``, on which :func:`contact_features` accepts that customer only.
-    """
-    _SCOPES[id(cur)] = int(customer_id)
-    try:
-        yield cur
-    finally:
-        _SCOPES.pop(id(cur), None)
-
-
-@contextlib.contextmanager
 def one_customer(con: duckdb.DuckDBPyConnection, customer_id: int) -> Iterator[duckdb.DuckDBPyConnection]:
     """A private cursor on which the largest history tables hold one customer's rows only.
 

@@ -350,17 +350,34 @@ _SAMPLED_TABLES = ("customers", "subscriptions", "invoices", "payments", "credit
 _SAMPLED: dict[int, float] = {}   # id of each open _sampled cursor -> its sample share
 
 
+# The period of the usage a snapshot at $as_of reads: that of the latest invoice issued before it
+# (the ``usage`` step of _SNAPSHOT_SQL), on a cursor holding one customer's invoices.
+_LAST_BILLED_PERIOD_SQL = """
+SELECT period_start FROM temp.invoices
+WHERE issued_on < CAST($as_of AS DATE) AND status <> 'void'
+ORDER BY issued_on DESC, invoice_id DESC LIMIT 1
+"""
+
+
 @contextlib.contextmanager
-def _scoped(con: duckdb.DuckDBPyConnection, keep: str, params: dict, share: float):
+def _scoped(con: duckdb.DuckDBPyConnection, keep: str, params: dict, share: float, as_of: dt.date | None = None):
     """A private cursor on which each per-customer table is a temporary copy of the rows that
-    ``keep`` (a code constant over ``customer_id``) selects; the snapshot queries run on it as is."""
+    ``keep`` (a code constant over ``customer_id``) selects; the snapshot queries run on it as is.
+    With ``as_of`` (one customer), usage_records holds only the usage a snapshot at ``as_of`` reads."""
     cur = con.cursor()
     try:
         db = '"' + str(cur.execute("SELECT current_database()").fetchall()[0][0]).replace('"', '""') + '"'
         for table in _SAMPLED_TABLES:
             cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {db}.main.{table} WHERE {keep}", params)
-        cur.execute(f"CREATE TEMP TABLE usage_records AS SELECT * FROM {db}.main.usage_records "
-                    "WHERE subscription_id IN (SELECT subscription_id FROM temp.subscriptions)")
+        usage = (f"CREATE TEMP TABLE usage_records AS SELECT * FROM {db}.main.usage_records "
+                 "WHERE subscription_id IN (SELECT subscription_id FROM temp.subscriptions)")
+        if as_of is None:
+            cur.execute(usage)
+        else:
+            # one period: the scan skips the row groups of every other month (usage is written by month)
+            last = cur.execute(_LAST_BILLED_PERIOD_SQL, {"as_of": as_of}).fetchall()
+            cur.execute(usage + " AND period_start = CAST($period AS DATE)",
+                        {"period": last[0][0] if last else dt.date(1, 1, 1)})
         _SAMPLED[id(cur)] = float(share)
         yield cur
     finally:
@@ -380,13 +397,18 @@ def _sampled(con: duckdb.DuckDBPyConnection, sample: float):
                    {"rate": float(sample)}, sample)
 
 
-def one_customer_history(con: duckdb.DuckDBPyConnection, customer_id: int):
+def one_customer_history(con: duckdb.DuckDBPyConnection, customer_id: int, *, as_of: dt.date | None = None):
     """A private cursor on which the per-customer tables hold one customer's rows only.
 
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
     customer_id : int
+    as_of : datetime.date, optional
+        The one snapshot day the cursor is for: then usage_records holds only the usage that
+        :func:`snapshot_features` at ``as_of`` reads (the period of the customer's latest invoice
+        issued before it), so the copy reads one month of usage instead of all of it. Without it,
+        every usage record of the customer's subscriptions (any snapshot day).
 
     Returns
     -------
@@ -402,7 +424,7 @@ def one_customer_history(con: duckdb.DuckDBPyConnection, customer_id: int):
     snapshot query. Same results for that customer (every row its snapshot reads is its own or one
     of its subscriptions'); any other customer has no rows on it.
     """
-    return _scoped(con, "customer_id = $cid", {"cid": int(customer_id)}, 1.0)
+    return _scoped(con, "customer_id = $cid", {"cid": int(customer_id)}, 1.0, as_of)
 
 
 def snapshot_features(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,

@@ -15,7 +15,6 @@ says a supervisor is needed instead).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 from collections.abc import Mapping
@@ -35,8 +34,8 @@ from models import registry
 from models.churn_risk import ChurnRiskModel
 from models.uplift import RULES, OfferUpliftModel, pays_mask
 
-__all__ = ["Recommendation", "RecommenderModels", "RecommendError", "recommend", "load_models", "score_contacts",
-           "choose_offers", "OPTION_COLUMNS", "RULES"]
+__all__ = ["Recommendation", "RecommenderModels", "RecommendError", "RiskAssessment", "recommend", "churn_risk",
+           "load_models", "score_contacts", "choose_offers", "OPTION_COLUMNS", "REASON_COLUMNS", "RULES"]
 
 OPTION_COLUMNS = ("rank", "code", "name", "kind", "eligible", "why_not", "eligibility_message", "may_grant",
                   "needs_tier", "has_estimate", "proven", "uplift", "uplift_lo", "uplift_hi", "expected_cost_cents",
@@ -343,6 +342,90 @@ def _target_price(con, plan_id, at: dt.datetime) -> float:
     return np.nan if not rows or rows[0][0] is None else float(rows[0][0])
 
 
+REASON_COLUMNS = ("rank", "feature", "value", "reference", "delta")
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    """One customer's 90-day churn risk on a day, with the features raising it most.
+
+    Attributes
+    ----------
+    customer_id : int
+    as_of : datetime.date
+        The day scored: features from data strictly before it.
+    risk : float or None
+        Probability of churning within 90 days; None with ``note`` saying why.
+    reasons : pandas.DataFrame
+        Columns :data:`REASON_COLUMNS` (:meth:`models.churn_risk.ChurnRiskModel.reasons`).
+    model_id : str or None
+    note : str or None
+    """
+
+    customer_id: int
+    as_of: dt.date
+    risk: float | None
+    reasons: pd.DataFrame
+    model_id: str | None = None
+    note: str | None = None
+
+
+def churn_risk(con: duckdb.DuckDBPyConnection, *, customer_id: int, as_of: dt.date, models=None,
+               registry_root=None) -> RiskAssessment:
+    """The churn risk of one customer on ``as_of`` and its reasons, for the agent desk.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    customer_id : int
+    as_of : datetime.date
+        The day of the call: like every snapshot, only data before that day counts (the same risk
+        all day long).
+    models : RecommenderModels or mapping, optional
+        Default: the newest usable models of the registry (:func:`load_models`).
+    registry_root : path, optional
+
+    Returns
+    -------
+    RiskAssessment
+        ``risk`` None with a note when there is no churn-risk model or no subscription serves the
+        customer on the day.
+
+    Raises
+    ------
+    RecommendError
+        ``unknown_customer``.
+
+    Notes
+    -----
+    Risk = :meth:`models.churn_risk.ChurnRiskModel.explain` of
+    :func:`models.features.snapshot_features` at ``as_of`` for the customer, computed on a copy of
+    the customer's history (:func:`models.features.one_customer_history`), which gives the same
+    features as the snapshot of all customers.
+    """
+    if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
+        raise TypeError("as_of must be a datetime.date")
+    if not con.execute("SELECT 1 FROM customers WHERE customer_id = ?", [int(customer_id)]).fetchall():
+        raise RecommendError("unknown_customer", f"no customer {customer_id}")
+    if models is None:
+        models = load_models(con, root=registry_root)
+    models = _as_models(models)
+    none = pd.DataFrame(columns=list(REASON_COLUMNS))
+    model_id = models.ids.get("churn_risk") if models.ids else None
+    if models.churn_risk is None:
+        return RiskAssessment(int(customer_id), as_of, None, none, None,
+                              "churn risk not shown: no churn-risk model is trained")
+    with F.one_customer_history(con, int(customer_id), as_of=as_of) as cur:
+        snap = F.snapshot_features(cur, as_of=as_of, customer_ids=[int(customer_id)])
+    if snap.empty:
+        return RiskAssessment(int(customer_id), as_of, None, none, model_id,
+                              "churn risk not shown: the customer has no subscription serving today")
+    with _threads().limit(limits=1):
+        scores, why = models.churn_risk.explain(snap, top=3)
+    return RiskAssessment(int(customer_id), as_of, float(scores.iloc[0]),
+                          why.drop(columns=["row", "risk"]).reset_index(drop=True), model_id)
+
+
 @functools.lru_cache(maxsize=1)
 def _threads() -> ThreadpoolController:
     """Native thread pools, inspected once (``threadpool_limits`` re-inspects them: ~20 ms a call)."""
@@ -379,8 +462,8 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
     require_evidence : bool, default True
         Only offers whose targeting paid on past contacts (see :func:`score_contacts`).
     with_risk : bool, default False
-        Also score the customer's 90-day churn risk and its reasons (needs a churn-risk model; one
-        more query over the customer's history, see :func:`models.features.snapshot_features`).
+        Also score the customer's 90-day churn risk and its reasons (:func:`churn_risk` on the day
+        of ``at``; needs a churn-risk model). The agent desk asks for it separately.
     registry_root : path, optional
         Registry folder when ``models`` is None.
 
@@ -425,20 +508,10 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
                          "at": at, "reason": reason, "agent_tier": tier})
     contact = pd.DataFrame([{"customer_id": int(customer_id), "contacted_at": at, "reason": reason,
                              "is_intent_to_cancel": bool(is_intent_to_cancel), "wait_seconds": wait_seconds}])
-    # the customer's history read once (each history table scanned once), then every query on it:
-    # with the churn risk, all the per-customer tables its snapshot reads; otherwise the largest two
-    risk_wanted = with_risk and models.churn_risk is not None
-    snap = None
-    with contextlib.ExitStack() as stack:
-        if risk_wanted:
-            cur = stack.enter_context(F.one_customer_history(con, int(customer_id)))
-            stack.enter_context(discounts.scoped_to(cur, int(customer_id)))
-        else:
-            cur = stack.enter_context(discounts.one_customer(con, int(customer_id)))
+    # the customer's largest history tables read once, then every query on them
+    with discounts.one_customer(con, int(customer_id)) as cur:
         elig = offer_eligibility(cur, cand)
         feats = discounts.contact_features(cur, contact).reset_index(drop=True)
-        if risk_wanted:
-            snap = F.snapshot_features(cur, as_of=at.date(), customer_ids=[int(customer_id)])
     price = pd.to_numeric(feats["monthly_price_cents"], errors="coerce").to_numpy(dtype=float)
     value_months = discounts.HORIZON_DAYS / 30.0
     offer_columns = {}
@@ -455,15 +528,13 @@ def recommend(con: duckdb.DuckDBPyConnection, *, customer_id: int, reason: str, 
     with _threads().limit(limits=1):
         scored = score_contacts(models.uplift, frame, offers=catalogue, agent_tier=tier, rule=rule,
                                 require_evidence=require_evidence)
-        risk, reasons = None, pd.DataFrame(columns=["rank", "feature", "value", "reference", "delta"])
-        notes = list(models.notes)
-        if risk_wanted:
-            if len(snap):
-                scores, why = models.churn_risk.explain(snap, top=3)
-                risk = float(scores.iloc[0])
-                reasons = why.drop(columns=["row", "risk"])
-            else:
-                notes.append("churn risk not shown: the customer has no subscription serving today")
+    notes = list(models.notes)
+    risk, reasons = None, pd.DataFrame(columns=list(REASON_COLUMNS))
+    if with_risk and models.churn_risk is not None:
+        assessed = churn_risk(con, customer_id=int(customer_id), as_of=at.date(), models=models)
+        risk, reasons = assessed.risk, assessed.reasons
+        if assessed.note:
+            notes.append(assessed.note)
 
     opts = catalogue[["code", "name", "kind"]].merge(scored.drop(columns=["row", "value_cents"]), on="code")
     opts["why_not"] = elig["why_not"].to_numpy()

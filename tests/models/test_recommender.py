@@ -230,15 +230,55 @@ def test_churn_risk_and_reasons_come_with_the_recommendation(world, models, agen
     pd.testing.assert_frame_equal(rec.options, plain.options)
 
 
-def test_one_customer_history_gives_that_customers_snapshot(world):
+def test_churn_risk_of_one_customer_is_the_model_on_the_full_snapshot(world, models):
+    from models.features import data_end
+    from models.recommender import REASON_COLUMNS, churn_risk
+    as_of = data_end(world) - dt.timedelta(days=20)
+    full = F.snapshot_features(world, as_of=as_of)
+    risk, why = models.churn_risk.explain(full, top=3)
+    for pos in np.random.default_rng(4).choice(len(full), 5, replace=False):
+        cid = int(full["customer_id"].iloc[pos])
+        got = churn_risk(world, customer_id=cid, as_of=as_of, models=models)
+        assert got.risk == pytest.approx(float(risk.iloc[pos]), abs=1e-12) and got.note is None
+        expected = why[why["row"] == pos].drop(columns=["row", "risk"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got.reasons, expected, check_dtype=False)   # "value" mixes kinds
+        assert tuple(got.reasons.columns) == REASON_COLUMNS and got.as_of == as_of
+
+
+def test_churn_risk_says_why_there_is_none(world, models):
+    from models.features import data_end
+    from models.recommender import churn_risk
+    as_of = data_end(world) - dt.timedelta(days=20)
+    gone = world.execute("SELECT customer_id FROM subscriptions GROUP BY customer_id "
+                         "HAVING bool_and(end_date IS NOT NULL) AND max(end_date) < ? - 40 LIMIT 1",
+                         [as_of]).fetchall()[0][0]
+    left = churn_risk(world, customer_id=int(gone), as_of=as_of, models=models)
+    assert left.risk is None and "no subscription serving" in left.note and left.reasons.empty
+    served = int(F.snapshot_features(world, as_of=as_of)["customer_id"].iloc[0])
+    no_model = churn_risk(world, customer_id=served, as_of=as_of,
+                          models=RecommenderModels(uplift=models.uplift, churn_risk=None))
+    assert no_model.risk is None and "no churn-risk model" in no_model.note
+    with pytest.raises(RecommendError) as e:
+        churn_risk(world, customer_id=10**9, as_of=as_of, models=models)
+    assert e.value.code == "unknown_customer"
+    with pytest.raises(TypeError):
+        churn_risk(world, customer_id=served, as_of=dt.datetime(2024, 1, 1), models=models)
+
+
+@pytest.mark.parametrize("for_the_day", [False, True])
+def test_one_customer_history_gives_that_customers_snapshot(world, for_the_day):
     from models.features import data_end
     as_of = data_end(world) - dt.timedelta(days=40)
     full = F.snapshot_features(world, as_of=as_of)
-    for cid in full["customer_id"].sample(8, random_state=2):
-        with F.one_customer_history(world, int(cid)) as history:
+    over = full[full["usage_share"] > 0]["customer_id"].sample(4, random_state=1)    # usage is read
+    for cid in pd.concat([over, full["customer_id"].sample(8, random_state=2)]):
+        with F.one_customer_history(world, int(cid), as_of=as_of if for_the_day else None) as history:
             one = F.snapshot_features(history, as_of=as_of, customer_ids=[int(cid)])
+            usage_periods = history.execute("SELECT count(DISTINCT period_start) FROM temp.usage_records").fetchall()[0][0]
         pd.testing.assert_frame_equal(one.reset_index(drop=True),
                                       full[full["customer_id"] == cid].reset_index(drop=True))
+        if for_the_day:
+            assert usage_periods <= 1              # only the month the snapshot reads
 
 
 def test_bad_requests_are_refused_with_a_code(world, models, agents):
