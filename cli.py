@@ -40,19 +40,44 @@ def _period(text: str) -> dt.date:
         raise CliError(str(exc)) from None
 
 
+def _as_of(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--as-of {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _snapshot_json(res) -> dict:
+    """A receivables snapshot Result as JSON-ready values (the figures summed up, not every customer)."""
+    d = {k: v for k, v in res.data.items() if k != "receivables"}
+    if "receivables" in res.data:
+        d["ageing"] = json.loads(res["receivables"].ageing.to_json(orient="records"))
+    return {"ok": res.ok, "code": res.code, "message": res.message, **d}
+
+
 def cmd_bill(args: argparse.Namespace) -> int:
     from billing.run_billing import run_billing
+    from billing.snapshot_receivables import snapshot_receivables
     from data.money import format_cents
     period = _period(args.period)
-    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()
+    as_of = _as_of(args.as_of) if args.as_of else dt.date.today()
     con = connect(args.db, create=False)
+    snapshot = None
     try:
-        result = run_billing(con, period, as_of=as_of, at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        result = run_billing(con, period, as_of=as_of, at=_now())
+        if result.ok and result.data.get("invoices_created"):
+            # new invoices make the stored receivables stale: store them again for the Invoicing page
+            # (after the run and outside its timing)
+            snapshot = snapshot_receivables(con, as_of=as_of, at=_now(), min_periods=1)
     finally:
         con.close()
     if args.json:
-        print(json.dumps({"ok": result.ok, "code": result.code, "message": result.message, **result.data},
-                         default=str))
+        print(json.dumps({"ok": result.ok, "code": result.code, "message": result.message, **result.data,
+                          "receivables_snapshot": snapshot and _snapshot_json(snapshot)}, default=str))
     elif result.ok:
         d = result.data
         print(result.message)
@@ -60,9 +85,44 @@ def cmd_bill(args: argparse.Namespace) -> int:
         print(f"  subtotal {format_cents(d['subtotal_cents'])}  discounts {format_cents(-d['discount_cents'])}  "
               f"tax {format_cents(d['tax_cents'])}  credits {format_cents(-d['credit_cents'])}  "
               f"total {format_cents(d['total_cents'])}  ({d['seconds']} s)")
+        if snapshot is not None and snapshot.ok:
+            print(f"  {snapshot.message} ({snapshot['seconds']} s, after the run and not part of its time)")
     else:
         print(f"error: {result.message}", file=sys.stderr)
+    if snapshot is not None and not snapshot.ok:
+        print(f"warning: {snapshot.message}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def cmd_receivables(args: argparse.Namespace) -> int:
+    from analytics.overview import business_date
+    from billing.snapshot_receivables import snapshot_receivables
+    from data.money import format_cents
+    as_of = _as_of(args.as_of) if args.as_of else None
+    con = connect(args.db, create=False)
+    try:
+        as_of = as_of or business_date(con, today=dt.date.today())
+        if not args.json:
+            print(f"computing the receivables as of {as_of} ...", file=sys.stderr)
+        res = snapshot_receivables(con, as_of=as_of, at=_now(), min_periods=1)
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps(_snapshot_json(res), default=str))
+    elif not res.ok:
+        print(f"error: {res.message}", file=sys.stderr)
+    else:
+        owed = res["receivables"]
+        print(f"{res.message} ({res['seconds']} s)")
+        print(f"  {'bucket':<8} {'invoices':>11} {'customers':>11} {'open amount':>18}")
+        for r in owed.ageing.itertuples():
+            print(f"  {r.bucket:<8} {r.invoice_count:>11,} {r.customer_count:>11,} {format_cents(r.amount_cents):>18}")
+        late = owed.overdue_customers
+        print(f"  {len(late):,} customers overdue, {int((late['overdue_periods'] >= 2).sum()):,} of them for "
+              "two periods or more")
+        print("The Invoicing page's Payments and overdue task reads it until the next payment, credit note, "
+              "billing run or import.")
+    return 0 if res.ok else 1
 
 
 def cmd_invoice(args: argparse.Namespace) -> int:
@@ -109,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="run date (YYYY-MM-DD, default today): invoices are issued on it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_bill)
+
+    p = sub.add_parser("receivables", help="store the overdue ageing and overdue customers for the Invoicing page",
+                       description="Compute what the book is owed (the overdue ageing and the customers with "
+                                   "overdue invoices) and store it as the snapshot the Invoicing page's Payments "
+                                   "and overdue task reads while no invoice, payment or credit note is written. "
+                                   "'bill' stores one after a run that creates invoices.")
+    p.add_argument("--as-of", help="the day overdue is judged on (YYYY-MM-DD, default: the app's business date)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_receivables)
 
     p = sub.add_parser("invoice", help="show an invoice, or write it as printable HTML")
     p.add_argument("number", help="invoice number, e.g. INV-00000042 or 42")

@@ -442,12 +442,16 @@ class Receivables:
     overdue_customers : pandas.DataFrame
         As :func:`overdue_customers` with ``min_periods``.
     min_periods : int
+    computed_at : datetime.datetime or None
+        When the figures were computed, for a snapshot stored by
+        :func:`billing.snapshot_receivables.snapshot_receivables`; None when computed by this call.
     """
 
     as_of: dt.date
     ageing: pd.DataFrame
     overdue_customers: pd.DataFrame
     min_periods: int
+    computed_at: dt.datetime | None = None
 
 
 def receivables(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, min_periods: int = 1) -> Receivables:
@@ -481,6 +485,11 @@ def overdue_customers_sql(customers_sql: str | None = None) -> str:
     return "WITH " + open_balances_cte(_ISSUED_BEFORE_AS_OF, customers_sql) + _OVERDUE_CUSTOMERS_TAIL
 
 
+# Whether customer ``p`` has a subscription that is still open, now (subscriptions are ended in place,
+# so the stored snapshots of billing.snapshot_receivables read this live too).
+HAS_OPEN_SUBSCRIPTION_SQL = ("EXISTS (SELECT 1 FROM subscriptions s "
+                             "WHERE s.customer_id = p.customer_id AND s.end_date IS NULL)")
+
 _OVERDUE_CUSTOMERS_TAIL = """,
 overdue AS (
     SELECT customer_id, invoice_id, period_start, due_on, balance_cents
@@ -498,8 +507,7 @@ per_customer AS (
 final AS (
     SELECT p.customer_id, p.overdue_periods, p.overdue_invoices, p.overdue_cents, p.oldest_due_on,
            CAST(date_diff('day', p.oldest_due_on, CAST($as_of AS DATE)) AS INTEGER) AS max_days_past_due,
-           EXISTS (SELECT 1 FROM subscriptions s
-                   WHERE s.customer_id = p.customer_id AND s.end_date IS NULL) AS has_open_subscription
+           """ + HAS_OPEN_SUBSCRIPTION_SQL + """ AS has_open_subscription
     FROM per_customer p
     WHERE p.overdue_periods >= $min_periods
 )

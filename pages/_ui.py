@@ -6,6 +6,7 @@ to Streamlit. No SQL here (a test greps ``pages/``).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import os
@@ -16,6 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
+from billing.results import CONFLICT
 from data.export import mask_pii, to_csv_bytes
 
 # ------------------------------------------------------------------------------------------------
@@ -275,8 +277,11 @@ def first_start_analyses_enabled() -> bool:
 
 
 def start_first_start_analyses(cursor, at: dt.datetime) -> BackgroundJob | None:
-    """Start :func:`models.prepare.prepare_analyses` on ``cursor`` in a background thread, once per
-    database file and process. The cursor belongs to the thread from then on (it closes it)."""
+    """Start the first-start analyses on ``cursor`` in a background thread, once per database file
+    and process: a receivables snapshot for the business date
+    (:func:`billing.snapshot_receivables.snapshot_receivables`, what the Invoicing page reads), then
+    :func:`models.prepare.prepare_analyses`. The cursor belongs to the thread from then on (it
+    closes it)."""
     prepare = function("models.prepare", "prepare_analyses")
     if prepare is None or not first_start_analyses_enabled():
         cursor.close()
@@ -290,7 +295,12 @@ def start_first_start_analyses(cursor, at: dt.datetime) -> BackgroundJob | None:
 
     def work():
         try:
-            job.finish(prepare(cursor, at=at, progress=job))
+            job(0, 1, "receivables snapshot")
+            skipped = _store_receivables(cursor, at)
+            result = prepare(cursor, at=at, progress=job)
+            if skipped:
+                result = dataclasses.replace(result, skipped=(*result.skipped, skipped))
+            job.finish(result)
         except Exception as exc:  # noqa: BLE001 - shown on the pages; the app keeps serving
             job.fail(f"{type(exc).__name__}: {exc}")
         finally:
@@ -298,6 +308,18 @@ def start_first_start_analyses(cursor, at: dt.datetime) -> BackgroundJob | None:
 
     threading.Thread(target=work, name="first-start-analyses", daemon=True).start()
     return job
+
+
+def _store_receivables(cursor, at: dt.datetime) -> str | None:
+    """Store the receivables snapshot of the business date the pages use (computed from the cursor:
+    this runs outside any script run); the reason when it was not stored."""
+    snapshot = function("billing.snapshot_receivables", "snapshot_receivables")
+    business_date = function("analytics.overview", "business_date")
+    if snapshot is None or business_date is None:
+        return None
+    res = snapshot(cursor, as_of=business_date(cursor, today=calendar_today()), at=at, min_periods=1)
+    # a conflict means a page stored the same snapshot meanwhile
+    return None if res.ok or res.code == CONFLICT else f"receivables snapshot: {res.message}"
 
 
 def first_start_job() -> BackgroundJob | None:

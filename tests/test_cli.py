@@ -82,13 +82,14 @@ def test_missing_database_is_a_one_line_error(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_database_held_by_the_app_is_reported_clearly(billed_db):
+@pytest.mark.parametrize("command", [("bill", "2024-01"), ("receivables",)])
+def test_database_held_by_the_app_is_reported_clearly(billed_db, command):
     holder = subprocess.Popen([sys.executable, "-c",
                                f"import duckdb,time; c=duckdb.connect({str(billed_db)!r}); print('ready', flush=True); time.sleep(30)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        out = run("bill", "2024-01", db=billed_db)
+        out = run(*command, db=billed_db)
         assert out.returncode == 2
         assert "in use by another process" in out.stderr and "Traceback" not in out.stderr
     finally:
@@ -98,4 +99,61 @@ def test_database_held_by_the_app_is_reported_clearly(billed_db):
 
 def test_help_lists_the_commands():
     out = run("--help")
-    assert out.returncode == 0 and "bill" in out.stdout and "invoice" in out.stdout
+    assert out.returncode == 0 and "bill" in out.stdout and "invoice" in out.stdout and "receivables" in out.stdout
+
+
+def _stored(db, as_of: dt.date):
+    from billing.snapshot_receivables import stored_receivables
+    from data.db import connect
+    con = connect(db)
+    try:
+        return stored_receivables(con, as_of=as_of)
+    finally:
+        con.close()
+
+
+def test_bill_stores_the_receivables_after_a_run_that_creates_invoices(billed_db):
+    first = run("bill", "2024-01", "--as-of", "2024-02-01", "--json", db=billed_db)
+    assert first.returncode == 0, first.stderr
+    snap = json.loads(first.stdout)["receivables_snapshot"]
+    assert snap["ok"] and snap["as_of"] == "2024-02-01" and [b["bucket"] for b in snap["ageing"]][0] == "current"
+    assert sum(b["amount_cents"] for b in snap["ageing"]) == json.loads(first.stdout)["total_cents"]
+    assert _stored(billed_db, dt.date(2024, 2, 1)) is not None
+    again = run("bill", "2024-01", "--as-of", "2024-02-01", "--json", db=billed_db)   # creates nothing
+    assert json.loads(again.stdout)["receivables_snapshot"] is None
+    text = run("bill", "2024-02", "--as-of", "2024-03-01", db=billed_db)
+    assert text.returncode == 0 and "receivables as of 2024-03-01 stored" in text.stdout
+    assert "not part of its time" in text.stdout
+    assert _stored(billed_db, dt.date(2024, 2, 1)) is None          # stale: the February run came after it
+    assert _stored(billed_db, dt.date(2024, 3, 1)) is not None
+
+
+def test_receivables_stores_a_snapshot_and_prints_the_ageing(billed_db):
+    assert run("bill", "2024-01", "--as-of", "2024-02-01", db=billed_db).returncode == 0
+    out = run("receivables", "--as-of", "2024-03-01", "--json", db=billed_db)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["ok"] and d["as_of"] == "2024-03-01" and d["overdue_customers"] == 2
+    assert [b["bucket"] for b in d["ageing"] if b["invoice_count"]] == ["1-30"]
+    stored = _stored(billed_db, dt.date(2024, 3, 1))
+    assert stored is not None and list(stored.overdue_customers["overdue_periods"]) == [1, 1]
+    text = run("receivables", "--as-of", "2024-03-01", db=billed_db)
+    assert text.returncode == 0 and "2 customers overdue" in text.stdout and "1-30" in text.stdout
+
+
+def test_receivables_defaults_to_the_business_date(billed_db):
+    out = run("receivables", "--json", db=billed_db)
+    assert out.returncode == 0 and json.loads(out.stdout)["as_of"] == dt.date.today().isoformat()
+
+
+@pytest.mark.parametrize("command", [("receivables", "--as-of", "2024-13-01"), ("receivables", "--as-of", "soon"),
+                                     ("bill", "2024-01", "--as-of", "2024-02-30")])
+def test_a_bad_as_of_is_a_one_line_error(billed_db, command):
+    out = run(*command, db=billed_db)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: --as-of ") and out.stderr.count("\n") == 1
+
+
+def test_receivables_of_a_missing_database_is_a_one_line_error(tmp_path):
+    out = run("receivables", db=tmp_path / "nope.duckdb")
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr

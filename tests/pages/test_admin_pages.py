@@ -2,10 +2,15 @@
 demo worlds, imports with their report, users."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
+import pandas as pd
 import pytest
 
+from analytics.overview import business_date
+from billing.account import receivables
+from billing.snapshot_receivables import snapshot_receivables, stored_receivables
 from data.db import connect
 from data.money import format_invoice_number
 from pages._ui import PAGES
@@ -39,6 +44,66 @@ def test_invoicing_shows_ageing_overdue_customers_and_downloads(world, app):
     assert "Overdue ageing" in chart_titles(at)
     assert "Customers with overdue invoices" in texts(at)
     assert len(downloads(at)) >= 1
+
+
+def _business_day(con) -> dt.date:
+    return business_date(con, today=dt.date.today())      # what the page works on (a simulated world's day)
+
+
+def _shown_ageing(at) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "bucket" in d.value.columns)
+
+
+def test_payments_and_overdue_read_the_stored_snapshot_while_it_is_current(admin):
+    at, db = admin
+    con = connect(db)
+    try:
+        day = _business_day(con)
+        assert snapshot_receivables(con, as_of=day, at=dt.datetime(2001, 2, 3, 4, 5)).ok
+        live = receivables(con, as_of=day, min_periods=1)
+        # mark the stored rows: the page shows what is stored, it does not compute them again
+        con.execute("UPDATE receivables_ageing SET amount_cents = 123456789 WHERE bucket = '90+'")
+    finally:
+        con.close()
+    open_page(at, INVOICING)
+    choose(at, "inv_task", "Payments and overdue")
+    assert f"Receivables as of {day:%Y-%m-%d}, computed at 2001-02-03 04:05" in texts(at)
+    shown = _shown_ageing(at)
+    assert list(shown["amount_cents"]) == [*live.ageing["amount_cents"][:-1], 123456789]
+    assert f"**Customers with overdue invoices:** {len(live.overdue_customers):,} " in texts(at)
+
+
+def test_payments_and_overdue_compute_and_store_when_none_is_current_and_show_a_payment_at_once(admin):
+    at, db = admin
+    open_page(at, INVOICING)
+    choose(at, "inv_task", "Payments and overdue")          # nothing stored yet: computed here and stored
+    con = connect(db)
+    try:
+        day = _business_day(con)
+        stored = stored_receivables(con, as_of=day)
+        live = receivables(con, as_of=day, min_periods=1)
+        pd.testing.assert_frame_equal(stored.ageing, live.ageing)
+        pd.testing.assert_frame_equal(stored.overdue_customers, live.overdue_customers)
+        late = live.overdue_customers
+        cid = int(late.loc[late["overdue_cents"] >= 1234, "customer_id"].iloc[0])
+        account = con.execute("SELECT account_number FROM customers WHERE customer_id = ?", [cid]).fetchall()[0][0]
+    finally:
+        con.close()
+    assert f"computed at {stored.computed_at:%Y-%m-%d %H:%M}" in texts(at)
+    pd.testing.assert_frame_equal(_shown_ageing(at), live.ageing)
+
+    at.text_input(key="pay_account").input(account)
+    at.text_input(key="pay_amount").input("12.34")
+    submit(at, "payment", "Record payment")
+    assert at.success and not at.error
+    # the same run shows the figures with the payment: 12.34 less is open
+    assert _shown_ageing(at)["amount_cents"].sum() == live.ageing["amount_cents"].sum() - 1234
+    con = connect(db)
+    try:
+        after = stored_receivables(con, as_of=day)         # and stored them for the next load
+        assert after is not None and after.ageing["amount_cents"].sum() == live.ageing["amount_cents"].sum() - 1234
+    finally:
+        con.close()
 
 
 def test_a_billing_run_twice_creates_nothing_the_second_time(admin):

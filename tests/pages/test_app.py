@@ -160,3 +160,12 @@ def test_first_start_computes_the_stored_analyses_in_the_background(tmp_path, mo
     shown = texts(at)
     assert "Background analyses skipped: discount effects:" in shown
     assert "python cli.py effects" in shown
+    # the Invoicing page's receivables were stored for the business date it works on, and are current
+    from analytics.overview import business_date
+    from billing.snapshot_receivables import stored_receivables
+    con = connect(db)
+    try:
+        assert stored_receivables(con, as_of=business_date(con, today=dt.date.today())) is not None
+    finally:
+        con.close()
+    assert "receivables snapshot" not in shown
