@@ -182,6 +182,7 @@ def run(ctx: Context) -> list[Figure]:
         figures.append(_step("offers: eligibility and authority", s, scale_ok, f"{len(offers)} offers"))
         load_models = _optional("models.recommender", "load_models")
         recommend = _optional("models.recommender", "recommend")
+        churn_risk = _optional("models.recommender", "churn_risk")
         if recommend is not None:
             try:
                 bench_registry = ctx.workdir / "bench-models-registry"   # the models benchmark's
@@ -191,9 +192,15 @@ def run(ctx: Context) -> list[Figure]:
                 ctx.notes.append(f"pages: no recommendation timed ({exc}); run `python cli.py train` first")
             else:
                 ctx.notes.append(f"pages: loading the models took {s_load:.2f} s (once per app process)")
+                # the desk's two model sections: the churn risk (once per customer and day), then the
+                # offers for the reason of the call
+                if churn_risk is not None:
+                    risk, s = _timed(churn_risk, con, customer_id=cid, as_of=at.date(), models=models)
+                    figures.append(_step("churn risk and its reasons", s, scale_ok,
+                                         f"risk {risk.risk:.1%}" if risk.risk is not None else risk.note or ""))
                 _, s = _timed(recommend, con, customer_id=cid, reason="bill_higher_than_expected", at=at,
-                              agent_id=agent, models=models, with_risk=True)
-                figures.append(_step("churn risk and recommended offers", s, scale_ok))
+                              agent_id=agent, models=models)
+                figures.append(_step("recommended offers (eligibility, covariates, uplift, ranking)", s, scale_ok))
         plans = con.execute("SELECT plan_id FROM plans WHERE is_active ORDER BY rank").fetchall()
         _, s = _timed(preview_plan_change, con, cid, int(plans[0][0]), as_of)
         figures.append(_step("plan change preview", s, scale_ok))

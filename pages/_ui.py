@@ -209,17 +209,32 @@ def _recommend(db: str, models_key: tuple, customer_id: int, reason: str, at: dt
                agent_id: int, _con, _models):
     recommend = function("models.recommender", "recommend")
     return recommend(_con, customer_id=customer_id, reason=reason, at=at, is_intent_to_cancel=intent,
-                     agent_id=agent_id, models=_models, with_risk=True)
+                     agent_id=agent_id, models=_models)
 
 
 def recommendation(customer_id: int, reason: str, at: dt.datetime, intent: bool, agent_id: int):
     """``(Recommendation, None)`` from models.recommender with the cached models, or ``(None, why)``
-    when no model is trained yet."""
+    when no model is trained yet. The churn risk is :func:`churn_risk`'s."""
     models = _loaded_models(db_key(), os.environ.get("RETENTION_MODELS", ""), con())
     if isinstance(models, str):
         return None, models
     key = tuple(sorted(getattr(models, "ids", {}).items()))
     return _recommend(db_key(), key, customer_id, reason, at, intent, agent_id, con(), models), None
+
+
+@st.cache_data(show_spinner=False, max_entries=256, ttl=600)
+def _churn_risk(db: str, models_key: tuple, customer_id: int, as_of: dt.date, _con, _models):
+    return function("models.recommender", "churn_risk")(_con, customer_id=customer_id, as_of=as_of, models=_models)
+
+
+def churn_risk(customer_id: int, as_of: dt.date):
+    """``(RiskAssessment, None)`` from models.recommender with the cached models, or ``(None, why)``
+    when no model is trained yet. One per customer and day (the risk counts data before the day)."""
+    models = _loaded_models(db_key(), os.environ.get("RETENTION_MODELS", ""), con())
+    if isinstance(models, str):
+        return None, models
+    key = tuple(sorted(getattr(models, "ids", {}).items()))
+    return _churn_risk(db_key(), key, customer_id, as_of, con(), models), None
 
 
 # ------------------------------------------------------------------------------------------------

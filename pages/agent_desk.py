@@ -206,20 +206,22 @@ intent = c3.checkbox("Says they will cancel", key="desk_intent")
 at = _ui.now()
 catalogue = _ui.cached("analytics.discounts", "offer_catalogue")
 catalogue = catalogue[catalogue["is_active"].astype(bool)]
-recommendation, no_model = _ui.recommendation(cid, reason, at.replace(second=0), intent, me["user_id"])
+assessed, no_model = _ui.churn_risk(cid, at.date())
 
 st.subheader("Churn risk")
-if recommendation is not None and recommendation.churn_risk is not None:
-    st.metric("Probability of leaving within 90 days", f"{recommendation.churn_risk:.0%}")
-    _ui.chart(fp.risk_reasons_figure(recommendation.risk_reasons), "desk_risk")
-elif recommendation is not None:
-    _ui.empty(" ".join(recommendation.notes) or "No churn-risk model yet: an administrator retrains the models "
-                                                "on the Data & models page.")
+if assessed is not None and assessed.risk is not None:
+    st.metric("Probability of leaving within 90 days", f"{assessed.risk:.0%}",
+              help=f"From the data before {assessed.as_of:%d %b %Y}: the same all day.")
+    _ui.chart(fp.risk_reasons_figure(assessed.reasons), "desk_risk")
+elif assessed is not None:
+    _ui.empty(assessed.note or "No churn-risk model yet: an administrator retrains the models "
+                               "on the Data & models page.")
 elif not _ui.background_notice("The churn-risk model"):
     _ui.not_available("The churn risk", f"{no_model}; an administrator trains the models on the Data & models "
                                         "page (or runs `python cli.py train`)")
 
 st.subheader("Offers")
+recommendation, no_model = _ui.recommendation(cid, reason, at.replace(second=0), intent, me["user_id"])
 if recommendation is not None:
     st.info(recommendation.message, icon=":material/recommend:")
     options = recommendation.options.merge(catalogue[["offer_id", "code"]], on="code", how="left")

@@ -214,22 +214,34 @@ def test_churn_risk_and_recommended_offers_from_the_models(desk, monkeypatch):
         "eligibility_message": ["eligible for pct10_3m", "only for cancel requests"], "may_grant": [True, False],
         "needs_tier": [1, 3], "uplift": [0.04, None], "net_value_cents": [1200.0, None],
         "status": ["recommended", "not_eligible"]})
-    calls = []
+    calls, risks = [], []
 
     def fake(con, *, customer_id, reason, at, is_intent_to_cancel=False, agent_id=None, models=None, **kw):
         assert models.ids == {"uplift": "test"}          # the models loaded once, passed in
-        assert kw.get("with_risk") is True                # the desk shows the churn risk too
+        assert not kw.get("with_risk")                    # the desk asks for the churn risk on its own
         calls.append((customer_id, reason, agent_id))
         return types.SimpleNamespace(
-            churn_risk=0.31, message="Offer 10% off for 3 months: it pays for this customer.", options=options,
-            risk_reasons=pd.DataFrame({"rank": [1], "feature": ["bill_change_pct"], "value": [12.0],
-                                       "reference": [0.0], "delta": [0.06]}), notes=())
+            churn_risk=None, message="Offer 10% off for 3 months: it pays for this customer.", options=options,
+            risk_reasons=pd.DataFrame(), notes=())
+
+    def fake_risk(con, *, customer_id, as_of, models=None):
+        assert models.ids == {"uplift": "test"}
+        risks.append((customer_id, as_of))
+        return recommender.RiskAssessment(
+            customer_id, as_of, 0.31, pd.DataFrame({"rank": [1], "feature": ["bill_change_pct"], "value": [12.0],
+                                                    "reference": [0.0], "delta": [0.06]}))
     monkeypatch.setattr(recommender, "load_models", lambda con, **kw: types.SimpleNamespace(ids={"uplift": "test"}))
     monkeypatch.setattr(recommender, "recommend", fake)
+    monkeypatch.setattr(recommender, "churn_risk", fake_risk)
     _search_and_take(at, caller["account_number"])
     _verify(at, postcode=caller["postcode"], amount=f"{caller['last_total'] / 100:.2f}")
     assert calls and calls[-1] == (caller["customer_id"], "bill_higher_than_expected",
                                    at.session_state["auth.user"]["user_id"])
+    assert risks and risks[-1][0] == caller["customer_id"]
+    # the risk is one per customer and day: another reason asks for new offers, not a new risk
+    asked = len(risks)
+    at.selectbox(key="desk_reason").set_value("wants_cheaper_plan").run()
+    assert calls[-1][1] == "wants_cheaper_plan" and len(risks) == asked
     page = texts(at)
     assert "31%" in page and "it pays for this customer" in page
     assert "Why this risk" in chart_titles(at)
