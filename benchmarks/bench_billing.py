@@ -2,11 +2,14 @@
 
 Figures: the run's time (target <= 5 s at 1,000,000), its ratio to a bare INSERT ... SELECT of the same
 invoice and line rows measured in the same run (target <= 3x), and a re-run of the period (target < 1 s,
-nothing written).
+nothing written). The run and the bare insert are each the best of REPEATS, every repetition on a
+fresh copy of the same population.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -77,41 +80,66 @@ def build_population(con, n: int, seed: int = 7) -> None:
     con.execute("CHECKPOINT")
 
 
-def run(ctx: Context) -> list[Figure]:
-    n = ctx.customers
-    path = ctx.workdir / "bench-billing.duckdb"
+REPEATS = 3
+
+
+def _fresh_copy(template, path) -> None:
+    """``path`` becomes a copy of the population file, flushed to disk before anything is timed."""
     for p in (path, path.with_suffix(".duckdb.wal")):
         p.unlink(missing_ok=True)
-    con = connect(path)
+    shutil.copyfile(template, path)
+    os.sync()
+
+
+def _timed_insert(con, into: dict[str, str]) -> float:
+    """Seconds to write the billed rows again with one INSERT ... SELECT per table, in one transaction."""
+    with Timer() as t:
+        con.execute("BEGIN TRANSACTION")
+        for table, source in into.items():
+            con.execute(f"INSERT INTO {table} SELECT * FROM {source}")
+        con.execute("COMMIT")
+    return t.seconds
+
+
+def run(ctx: Context) -> list[Figure]:
+    n = ctx.customers
+    template = ctx.workdir / "bench-billing-population.duckdb"
+    path = ctx.workdir / "bench-billing.duckdb"
+    for p in (template, template.with_suffix(".duckdb.wal")):
+        p.unlink(missing_ok=True)
+    con = connect(template)
     with Timer() as setup:
         build_population(con, n)
+        con.execute("CHECKPOINT")
+    con.close()
     ctx.notes.append(f"billing: population of {n:,} subscriptions loaded in {setup.seconds:.1f} s")
-    with Timer() as t_run:
-        res = run_billing(con, PERIOD, as_of=dt.date(2026, 2, 1))
-    assert res.ok, res.message
-    n_inv, n_lines = res["invoices_created"], res["lines_created"]
-    # The same rows written by a bare INSERT ... SELECT into tables without keys or checks.
-    con.execute("CREATE TABLE bare_invoices AS SELECT * FROM invoices LIMIT 0")
-    con.execute("CREATE TABLE bare_lines AS SELECT * FROM invoice_lines LIMIT 0")
-    con.execute("CREATE TEMP TABLE src_inv AS SELECT * FROM invoices")
-    con.execute("CREATE TEMP TABLE src_lines AS SELECT * FROM invoice_lines")
-    with Timer() as t_bare:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("INSERT INTO bare_invoices SELECT * FROM src_inv")
-        con.execute("INSERT INTO bare_lines SELECT * FROM src_lines")
-        con.execute("COMMIT")
-    # The same rows again into copies of the real tables, with their keys (the unique key on
-    # (subscription_id, period_start) that makes runs idempotent, the invoice number's primary key):
-    # how much of the run is writing through those keys.
-    for table in ("invoices", "invoice_lines"):
-        ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
-                          [table]).fetchall()[0][0]
-        con.execute(ddl.replace(f"CREATE TABLE {table}", f"CREATE TABLE keyed_{table}", 1))
-    with Timer() as t_keyed:
-        con.execute("BEGIN TRANSACTION")
-        con.execute("INSERT INTO keyed_invoices SELECT * FROM src_inv")
-        con.execute("INSERT INTO keyed_invoice_lines SELECT * FROM src_lines")
-        con.execute("COMMIT")
+    # Each repetition: a fresh copy of the population; the run; then the same rows written again by a
+    # bare INSERT ... SELECT (tables without keys or checks) and into copies of the real tables (their
+    # unique key on (subscription_id, period_start) that makes runs idempotent): how much of the run
+    # is writing through that key. The best of the repetitions of each is reported (the machine's
+    # noise only ever adds time).
+    runs, bares, keyed = [], [], []
+    for _ in range(REPEATS):
+        _fresh_copy(template, path)
+        con = connect(path)
+        with Timer() as t_run:
+            res = run_billing(con, PERIOD, as_of=dt.date(2026, 2, 1))
+        assert res.ok, res.message
+        runs.append(t_run.seconds)
+        n_inv, n_lines = res["invoices_created"], res["lines_created"]
+        con.execute("CREATE TEMP TABLE src_inv AS SELECT * FROM invoices")
+        con.execute("CREATE TEMP TABLE src_lines AS SELECT * FROM invoice_lines")
+        con.execute("CREATE TABLE bare_invoices AS SELECT * FROM invoices LIMIT 0")
+        con.execute("CREATE TABLE bare_lines AS SELECT * FROM invoice_lines LIMIT 0")
+        for table in ("invoices", "invoice_lines"):
+            ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
+                              [table]).fetchall()[0][0]
+            con.execute(ddl.replace(f"CREATE TABLE {table}", f"CREATE TABLE keyed_{table}", 1))
+        con.execute("CHECKPOINT")
+        bares.append(_timed_insert(con, {"bare_invoices": "src_inv", "bare_lines": "src_lines"}))
+        keyed.append(_timed_insert(con, {"keyed_invoices": "src_inv", "keyed_invoice_lines": "src_lines"}))
+        con.close()
+    con = connect(path)
     before = con.execute("SELECT (SELECT count(*) FROM invoices), (SELECT count(*) FROM invoice_lines)").fetchall()[0]
     with Timer() as t_rerun:
         again = run_billing(con, PERIOD, as_of=dt.date(2026, 2, 1))
@@ -119,19 +147,23 @@ def run(ctx: Context) -> list[Figure]:
     discounted = con.execute("SELECT count(DISTINCT invoice_id) FROM invoice_lines WHERE kind = 'discount'").fetchall()[0][0]
     usage = con.execute("SELECT count(*) FROM invoice_lines WHERE kind = 'usage'").fetchall()[0][0]
     con.close()
-    for p in (path, path.with_suffix(".duckdb.wal")):
+    for p in (path, path.with_suffix(".duckdb.wal"), template, template.with_suffix(".duckdb.wal")):
         p.unlink(missing_ok=True)
+    t_run, t_bare, t_keyed = min(runs), min(bares), min(keyed)
     scale = n / 1_000_000
-    ratio = t_run.seconds / max(t_bare.seconds, 1e-9)
-    note = f"{n_inv:,} invoices, {n_lines:,} lines ({discounted / n_inv:.0%} discounted, {usage / n_inv:.0%} over allowance)"
+    ratio = t_run / max(t_bare, 1e-9)
+    each = "best of {}: {}".format(REPEATS, ", ".join(f"{x:.2f}" for x in runs))
+    note = (f"{n_inv:,} invoices, {n_lines:,} lines ({discounted / n_inv:.0%} discounted, {usage / n_inv:.0%} "
+            f"over allowance); {each} s")
     return [
-        Figure("billing run", t_run.seconds, "s", "<= 5 s at 1,000,000 subscriptions",
-               t_run.seconds <= 5 * max(scale, 1e-9) if n >= 1_000_000 else None, note),
+        Figure("billing run", t_run, "s", "<= 5 s at 1,000,000 subscriptions",
+               t_run <= 5 * max(scale, 1e-9) if n >= 1_000_000 else None, note),
         Figure("billing run / bare INSERT of the same rows", ratio, "x", "<= 3x", ratio <= 3,
-               f"bare insert {t_bare.seconds:.2f} s"),
-        Figure("billing run / INSERT of the same rows into tables with the invoices' keys", t_run.seconds
-               / max(t_keyed.seconds, 1e-9), "x", "reported", None,
-               f"keyed insert {t_keyed.seconds:.2f} s: the difference from the bare insert is the keys' cost"),
+               "bare insert {:.2f} s (best of {}: {})".format(t_bare, REPEATS, ", ".join(f"{x:.2f}" for x in bares))),
+        Figure("billing run / INSERT of the same rows into tables with the invoices' keys", t_run
+               / max(t_keyed, 1e-9), "x", "reported", None,
+               f"keyed insert {t_keyed:.2f} s (best of {REPEATS}): the difference from the bare insert is the "
+               "unique key's cost"),
         Figure("re-run of the billed period", t_rerun.seconds, "s", "< 1 s, nothing written",
                t_rerun.seconds < 1 and before == after and again["invoices_created"] == 0,
                f"rows before {before}, after {after}"),
