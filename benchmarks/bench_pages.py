@@ -195,6 +195,14 @@ def run(ctx: Context) -> list[Figure]:
                 # the desk's two model sections: the churn risk (once per customer and day), then the
                 # offers for the reason of the call
                 if churn_risk is not None:
+                    # it reads the day's stored features (`cli.py daily-features`, run once a day): store
+                    # them first when they are not, not timed here
+                    stored_day = _optional("models.daily_features", "stored_day")
+                    store_day = _optional("models.daily_features", "store_daily_features")
+                    if stored_day is not None and stored_day(con, as_of=at.date()) is None:
+                        day = store_day(con, as_of=at.date(), at=dt.datetime(2030, 1, 1))
+                        ctx.notes.append(f"pages: stored the day's churn-risk features first ({day.seconds:.0f} s "
+                                         f"for {day.n_customers:,} customers, not part of any page)")
                     risk, s = _timed(churn_risk, con, customer_id=cid, as_of=at.date(), models=models)
                     figures.append(_step("churn risk and its reasons", s, scale_ok,
                                          f"risk {risk.risk:.1%}" if risk.risk is not None else risk.note or ""))

@@ -1,4 +1,5 @@
-"""``python cli.py train | recommend | models``: fit and save the models, ask the recommender, list models.
+"""``python cli.py train | recommend | daily-features | models``: fit and save the models, ask the recommender,
+store the day's churn-risk features, list models.
 
 :func:`add_model_commands` adds the subcommands to the main CLI's subparsers (``cli.py`` loads it).
 Errors are one line on stderr: status 2 for bad input (unknown customer, reason or agent, a
@@ -19,7 +20,7 @@ EXIT_NO_MODEL = 3
 
 
 def add_model_commands(subparsers) -> None:
-    """Add ``train``, ``recommend`` and ``models`` to the CLI's subparsers."""
+    """Add ``train``, ``recommend``, ``daily-features`` and ``models`` to the CLI's subparsers."""
     p = subparsers.add_parser(
         "train", help="fit the churn-risk and offer-uplift models and save them in the registry",
         description="Fit the churn-risk model (time-validated on monthly snapshots) and the offer-uplift "
@@ -48,6 +49,15 @@ def add_model_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_recommend)
 
+    p = subparsers.add_parser(
+        "daily-features", help="store every customer's churn-risk features for the day (the agent desk reads them)",
+        description="Compute the churn-risk snapshot features of every customer served on the day (data before "
+                    "it counts) and store them: the agent desk reads a customer's row instead of computing it "
+                    "from their history, while nothing dated before the day is added. Run it once a day, after "
+                    "the night's billing and payment runs.")
+    p.add_argument("--as-of", help="the day, YYYY-MM-DD (default: the business day)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_daily_features)
     p = subparsers.add_parser("models", help="list the trained models with their status (ok, stale, incompatible)")
     p.add_argument("--models-dir", help="registry folder (default data/models or $RETENTION_MODELS)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -167,6 +177,34 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"  {r.rank:>2} {r.code:<11} {r.status:<17} {nums}  {note or ''}")
     for note in rec.notes:
         print(f"note: {note}")
+    return 0
+
+
+def cmd_daily_features(args: argparse.Namespace) -> int:
+    from analytics.overview import business_date
+    from models.daily_features import store_daily_features
+    as_of = None
+    if args.as_of:
+        try:
+            as_of = dt.date.fromisoformat(args.as_of)
+        except ValueError:
+            return _error(f"--as-of {args.as_of!r} is not a date (YYYY-MM-DD)", EXIT_BAD_INPUT)
+    try:
+        con = connect(args.db, create=False)
+    except DatabaseError as exc:
+        return _error(str(exc), EXIT_BAD_INPUT)
+    try:
+        as_of = as_of or business_date(con, today=dt.date.today())
+        if not args.json:
+            print(f"computing every customer's churn-risk features for {as_of} ...", file=sys.stderr)
+        day = store_daily_features(con, as_of=as_of, at=_now())
+    finally:
+        con.close()
+    if args.json:
+        print(json.dumps({"as_of": day.as_of, "customers": day.n_customers, "seconds": day.seconds}, default=str))
+    else:
+        print(f"stored the churn-risk features of {day.n_customers:,} customers for {day.as_of} in {day.seconds:.1f} s; "
+              "the agent desk reads them all day while nothing dated before the day is added")
     return 0
 
 

@@ -1,10 +1,10 @@
 """The stored analyses a new database needs before every page has something to show.
 
 The Discount strategies page reads the stored effects run, the Churn explorer's care practices view
-the stored practices run, and the agent desk's recommendations the trained models. On a fresh demo
-world none exists yet: :func:`prepare_analyses` makes all three in one call (the app runs it in the
-background after building the first-start world; ``python cli.py effects``, ``practices`` and
-``train`` make each of them on their own).
+the stored practices run, and the agent desk's recommendations the trained models and the day's stored
+churn-risk features. On a fresh demo world none exists yet: :func:`prepare_analyses` makes all four in
+one call (the app runs it in the background after building the first-start world; ``python cli.py
+effects``, ``practices``, ``train`` and ``daily-features`` make each of them on their own).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Callable
 
 import duckdb
 
-STEPS = ("discount effects", "care practices", "churn and uplift models")
+STEPS = ("discount effects", "care practices", "churn and uplift models", "churn-risk features of the day")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class PreparedAnalyses:
         The stored runs (None: that step was skipped, see ``skipped``).
     model_ids : tuple of str
         The models trained and saved in the registry.
+    features_day : datetime.date or None
+        The day whose churn-risk features were stored (:mod:`models.daily_features`).
     skipped : tuple of str
         One line per step that could not run on this data, with the reason.
     seconds : dict
@@ -40,6 +42,7 @@ class PreparedAnalyses:
     effects_run_id: int | None
     practices_run_id: int | None
     model_ids: tuple[str, ...]
+    features_day: dt.date | None
     skipped: tuple[str, ...]
     seconds: dict
 
@@ -47,7 +50,8 @@ class PreparedAnalyses:
 def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: dt.date | None = None,
                      models_root=None,
                      progress: Callable[[int, int, str], None] | None = None) -> PreparedAnalyses:
-    """Estimate discount effects, fit the care-practices model and train the models; store all three.
+    """Estimate discount effects, fit the care-practices model, train the models and store the day's
+    churn-risk features.
 
     Parameters
     ----------
@@ -74,9 +78,10 @@ def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: 
 
     Notes
     -----
-    The steps are those of ``python cli.py effects``, ``python cli.py practices`` and
-    ``python cli.py train`` with their defaults: :func:`analytics.strategies.run_effects`,
-    :func:`analytics.practice_runs.run_practices` and :func:`models.registry.train_models`. A step
+    The steps are those of ``python cli.py effects``, ``practices``, ``train`` and
+    ``daily-features`` with their defaults: :func:`analytics.strategies.run_effects`,
+    :func:`analytics.practice_runs.run_practices`, :func:`models.registry.train_models` and
+    :func:`models.daily_features.store_daily_features` (at ``as_of``). A step
     that finds too little data (it raises ``ValueError``, e.g. too few contacts with a known
     outcome) is skipped with its reason and the next one still runs; each stored run is written in
     its own transaction, so a failed step leaves nothing half-written.
@@ -84,6 +89,7 @@ def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: 
     from analytics.overview import data_as_of
     from analytics.practice_runs import run_practices
     from analytics.strategies import run_effects
+    from models.daily_features import store_daily_features
     from models.registry import train_models
 
     as_of = as_of or data_as_of(con)
@@ -91,12 +97,13 @@ def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: 
         raise ValueError("the database is empty: nothing to analyse")
     say = progress or (lambda done, total, label: None)
     total = len(STEPS)
-    ids: dict = {"effects": None, "practices": None, "models": ()}
+    ids: dict = {"effects": None, "practices": None, "models": (), "daily": None}
     skipped, seconds = [], {}
     steps = {
         "effects": lambda: run_effects(con, as_of=as_of, at=at),
         "practices": lambda: run_practices(con, as_of=as_of, at=at),
         "models": lambda: tuple(rec.model_id for rec in train_models(con, at=at, root=models_root).records.values()),
+        "daily": lambda: store_daily_features(con, as_of=as_of, at=at).as_of,
     }
     for done, (label, (key, step)) in enumerate(zip(STEPS, steps.items())):
         say(done, total, label)
@@ -109,4 +116,5 @@ def prepare_analyses(con: duckdb.DuckDBPyConnection, *, at: dt.datetime, as_of: 
             seconds[label] = round(time.perf_counter() - started, 2)
     say(total, total, "done")
     return PreparedAnalyses(as_of=as_of, effects_run_id=ids["effects"], practices_run_id=ids["practices"],
-                            model_ids=ids["models"], skipped=tuple(skipped), seconds=seconds)
+                            model_ids=ids["models"], features_day=ids["daily"], skipped=tuple(skipped),
+                            seconds=seconds)

@@ -29,6 +29,7 @@ from analytics import discounts
 from analytics.discounts import REASONS
 from data.eligibility import offer_eligibility
 from data.money import format_cents
+from models import daily_features
 from models import features as F
 from models import registry
 from models.churn_risk import ChurnRiskModel
@@ -72,9 +73,20 @@ class RecommenderModels:
     notes: tuple = ()
 
 
-def load_models(con: duckdb.DuckDBPyConnection, *, root=None, max_age_months: int = registry.MAX_AGE_MONTHS
-                ) -> RecommenderModels:
+def load_models(con: duckdb.DuckDBPyConnection, *, root=None, max_age_months: int = registry.MAX_AGE_MONTHS,
+                warm_up: bool = True) -> RecommenderModels:
     """The newest usable models from the registry.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+    root : path, optional
+        Registry folder (default: the registry's default).
+    max_age_months : int
+    warm_up : bool, default True
+        Score one customer once before returning (:func:`churn_risk` and :func:`recommend`, results
+        discarded), so that the first call at the desk does not pay for starting the native thread
+        pools and the first run of each code path (about a third of a first call).
 
     Raises
     ------
@@ -94,7 +106,21 @@ def load_models(con: duckdb.DuckDBPyConnection, *, root=None, max_age_months: in
             notes.append(f"churn risk not shown: {ch.status.message}")
     except registry.ModelUnavailable as exc:
         notes.append(f"churn risk not shown: {exc}")
-    return RecommenderModels(uplift=up.model, churn_risk=churn, ids=ids, notes=tuple(notes))
+    models = RecommenderModels(uplift=up.model, churn_risk=churn, ids=ids, notes=tuple(notes))
+    if warm_up:
+        _warm_up(con, models)
+    return models
+
+
+def _warm_up(con: duckdb.DuckDBPyConnection, models: RecommenderModels) -> None:
+    """One risk and one recommendation for the newest subscription's customer, on its first day."""
+    first = con.execute("SELECT customer_id, start_date FROM subscriptions "
+                        "ORDER BY subscription_id DESC LIMIT 1").fetchall()
+    if not first:
+        return
+    customer_id, day = int(first[0][0]), first[0][1] + dt.timedelta(days=1)
+    churn_risk(con, customer_id=customer_id, as_of=day, models=models)
+    recommend(con, customer_id=customer_id, reason=REASONS[0], at=dt.datetime.combine(day, dt.time(9)), models=models)
 
 
 def _as_models(models) -> RecommenderModels:
@@ -399,9 +425,11 @@ def churn_risk(con: duckdb.DuckDBPyConnection, *, customer_id: int, as_of: dt.da
     Notes
     -----
     Risk = :meth:`models.churn_risk.ChurnRiskModel.explain` of
-    :func:`models.features.snapshot_features` at ``as_of`` for the customer, computed on a copy of
-    the customer's history (:func:`models.features.one_customer_history`), which gives the same
-    features as the snapshot of all customers.
+    :func:`models.features.snapshot_features` at ``as_of`` for the customer: the stored features of
+    the day when they are current (:func:`models.daily_features.stored_snapshot`, a few
+    milliseconds), else computed on a copy of the customer's history
+    (:func:`models.features.one_customer_history`). Both give the features of the snapshot of all
+    customers.
     """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise TypeError("as_of must be a datetime.date")
@@ -415,8 +443,10 @@ def churn_risk(con: duckdb.DuckDBPyConnection, *, customer_id: int, as_of: dt.da
     if models.churn_risk is None:
         return RiskAssessment(int(customer_id), as_of, None, none, None,
                               "churn risk not shown: no churn-risk model is trained")
-    with F.one_customer_history(con, int(customer_id), as_of=as_of) as cur:
-        snap = F.snapshot_features(cur, as_of=as_of, customer_ids=[int(customer_id)])
+    snap = daily_features.stored_snapshot(con, customer_id=int(customer_id), as_of=as_of)
+    if snap is None:                      # no current stored day for it: from the customer's history
+        with F.one_customer_history(con, int(customer_id), as_of=as_of) as cur:
+            snap = F.snapshot_features(cur, as_of=as_of, customer_ids=[int(customer_id)])
     if snap.empty:
         return RiskAssessment(int(customer_id), as_of, None, none, model_id,
                               "churn risk not shown: the customer has no subscription serving today")

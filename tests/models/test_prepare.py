@@ -9,13 +9,14 @@ import pytest
 from analytics.practice_runs import load_latest as latest_practices
 from analytics.strategies import latest_effects
 from data.db import connect
+from models.daily_features import stored_day
 from models.prepare import STEPS, prepare_analyses
 from models.registry import list_models
 
 AT = dt.datetime(2025, 1, 6, 7)
 
 
-def test_prepare_stores_effects_practices_and_models(world_path, tmp_path):
+def test_prepare_stores_effects_practices_models_and_the_days_features(world_path, tmp_path):
     path = tmp_path / "world.duckdb"
     shutil.copy(world_path, path)
     calls = []
@@ -29,6 +30,7 @@ def test_prepare_stores_effects_practices_and_models(world_path, tmp_path):
         models = list_models(root=tmp_path / "models", con=con)
         assert set(done.model_ids) == set(models["model_id"])
         assert set(models["kind"]) == {"churn_risk", "uplift"}
+        assert stored_day(con, as_of=done.as_of) is not None and done.features_day == done.as_of
     finally:
         con.close()
     assert [c[2] for c in calls] == [*STEPS, "done"]
