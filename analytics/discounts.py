@@ -222,6 +222,10 @@ SELECT * FROM final
 """
 
 _FEATURE_QUERIES = (_BASE_SQL, _BILL_SQL, _COUNTS_SQL, _OVERDUE_SQL)
+# The same four as one statement, for one customer's contact (a quarter less time than four: each is
+# mostly planning); for many contacts the four apart are cheaper than joining their results.
+_ONE_STATEMENT_SQL = ("SELECT * FROM (" + _BASE_SQL + ") q0 "
+                      + " ".join(f'LEFT JOIN ({q}) q{i} USING ("row")' for i, q in enumerate(_FEATURE_QUERIES) if i))
 
 
 def _features_input(contacts: pd.DataFrame) -> pd.DataFrame:
@@ -279,7 +283,7 @@ def _run_feature_queries(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) ->
     try:
         cur.register("_cf_in", frame[["row", "customer_id", "at"]])
         cur.execute(_CAND_VIEW)
-        for sql in _FEATURE_QUERIES:
+        for sql in (_ONE_STATEMENT_SQL,) if scoped is not None else _FEATURE_QUERIES:
             part = cur.execute(sql).fetchnumpy()
             rows = np.asarray(part.pop("row"), dtype=np.int64)
             for name, values in part.items():

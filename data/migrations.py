@@ -7,9 +7,13 @@ current one is refused with a clear message by ``data.db.connect``.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-UPGRADES: dict[int, list[str]] = {}
+UPGRADES: dict[int, list[str]] = {
+    # 1 -> 2: indexes on the customer of invoices and payments (the agent desk's lookups)
+    1: ["CREATE INDEX IF NOT EXISTS invoices_customer ON invoices (customer_id)",
+        "CREATE INDEX IF NOT EXISTS payments_customer ON payments (customer_id)"],
+}
 
 
 def steps_from(version: int) -> list[str] | None:

@@ -4,8 +4,10 @@
 -- TIMESTAMP (UTC) ending _at; keys are <entity>_id; flags start with is_.
 -- Date ranges are INCLUSIVE: a subscription serves start_date .. end_date (both days included),
 -- an invoice covers period_start .. period_end (first and last day of a calendar month).
--- Large append-only ledgers (invoice_lines, payments, usage_records, audit_log) carry no index:
--- their ids are assigned in one transaction as max(id) + row_number() and checked by tests.
+-- Large append-only ledgers (invoice_lines, payments, usage_records, audit_log) carry no key: their
+-- ids are assigned in one transaction as max(id) + row_number() and checked by tests. Invoices and
+-- payments have one index each, on customer_id: the agent desk reads one customer's bills and
+-- payments at every step of a call (a tenth of the time, against a tenth more per billing run).
 -- The schema version lives in schema_meta (data/db.py SCHEMA_VERSION); upgrades in data/migrations.py.
 
 CREATE TABLE IF NOT EXISTS schema_meta (
@@ -214,6 +216,8 @@ CREATE TABLE IF NOT EXISTS invoices (
     UNIQUE (subscription_id, period_start)
 );
 
+CREATE INDEX IF NOT EXISTS invoices_customer ON invoices (customer_id);
+
 -- Lines: kind plan (full period), proration (part of a period), usage, charge, discount (negative),
 -- tax, credit (negative). amount_cents signed; sum(amount_cents) = invoices.total_cents.
 CREATE TABLE IF NOT EXISTS invoice_lines (
@@ -262,6 +266,8 @@ CREATE TABLE IF NOT EXISTS payments (
     status       VARCHAR   NOT NULL CHECK (status IN ('settled', 'failed')),
     reference    VARCHAR
 );
+
+CREATE INDEX IF NOT EXISTS payments_customer ON payments (customer_id);
 
 -- Who viewed or changed what. detail is JSON text.
 CREATE TABLE IF NOT EXISTS audit_log (

@@ -109,3 +109,16 @@ def test_transaction_rolls_back_on_error():
 def test_cursors_have_the_money_macro():
     con = db.connect(":memory:")
     assert db.cursor(con).execute("SELECT round_div(5, 10)").fetchall()[0][0] == 1
+
+
+def test_a_version_1_database_gets_the_customer_indexes_of_version_2(tmp_path):
+    path = tmp_path / "v1.duckdb"
+    con = db.connect(path)
+    con.execute("DROP INDEX invoices_customer")
+    con.execute("DROP INDEX payments_customer")
+    con.execute("UPDATE schema_meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    con = db.connect(path)
+    indexes = {r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
+    assert {"invoices_customer", "payments_customer"} <= indexes and db.schema_version(con) == 2
+    con.close()
