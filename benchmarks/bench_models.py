@@ -10,7 +10,7 @@ builds one of ``ctx.customers`` customers. Figures:
   :data:`MAX_CONTACTS` followed-up contacts the uplift model on a uniform sample (said in the note);
 - one recommendation (``models.recommender.recommend``: eligibility, covariates, uplift, ranking)
   p95 over :data:`CALLS` calls for different customers: target <= 50 ms; and, as its own figure, the
-  churn risk and reasons of one customer (``recommend(..., with_risk=True)`` adds it);
+  churn risk and reasons of one customer (``models.recommender.churn_risk``, the desk's own step);
 - the churn model's ROC AUC on the IBM Telco file (held-out 25 %; published results 0.83-0.85).
 """
 from __future__ import annotations
@@ -127,13 +127,15 @@ def run(ctx: Context) -> list[Figure]:
         times_ms = np.array(times) * 1000
         p95 = float(np.percentile(times_ms, 95))
         p50 = float(statistics.median(times_ms))
-        risk_ms = []
+        risk_ms, risk_path = [], ""
         if models.churn_risk is not None:
-            from models.features import snapshot_features
+            from models.daily_features import stored_day
+            from models.recommender import churn_risk
+            risk_path = ("read from the day's stored features" if stored_day(con, as_of=day) is not None
+                         else "computed from each customer's history (no stored day: `cli.py daily-features`)")
             for cid in pick[:RISK_CALLS]:
                 t0 = time.perf_counter()
-                snap = snapshot_features(con, as_of=day, customer_ids=[int(cid)])
-                models.churn_risk.explain(snap, top=3)
+                churn_risk(con, customer_id=int(cid), as_of=day, models=models)
                 risk_ms.append((time.perf_counter() - t0) * 1000)
     finally:
         con.close()
@@ -158,7 +160,8 @@ def run(ctx: Context) -> list[Figure]:
     ]
     if risk_ms:
         figures.append(Figure("churn risk and reasons of one customer, p95", float(np.percentile(risk_ms, 95)), "ms",
-                              "", None, f"median {statistics.median(risk_ms):.1f} ms over {len(risk_ms)} customers"))
+                              "", None, f"median {statistics.median(risk_ms):.1f} ms over {len(risk_ms)} customers; "
+                              f"{risk_path}"))
     if telco is not None:
         figures.append(Figure("Telco churn ROC AUC (held-out 25 %)", telco, "", "0.83-0.85 published",
                               0.80 <= telco, telco_note))
