@@ -93,6 +93,6 @@ def run_demo(args: argparse.Namespace) -> int:
     print("sign in with: " + ", ".join(f"{u.login} / {u.password} ({u.role}"
                                       + (f", tier {u.agent_tier})" if u.agent_tier else ")")
                                       for u in DEMO_USERS))
-    print("next: python cli.py effects, python cli.py practices and python cli.py train store the "
-          "analyses the pages read (the app's first start on an empty database does all three in the background)")
+    print("next: python cli.py effects, practices, train, then daily-features and receivables store the "
+          "analyses the pages read (the app's first start on an empty database does them in the background)")
     return 0
