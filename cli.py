@@ -118,8 +118,7 @@ def cmd_receivables(args: argparse.Namespace) -> int:
         for r in owed.ageing.itertuples():
             print(f"  {r.bucket:<8} {r.invoice_count:>11,} {r.customer_count:>11,} {format_cents(r.amount_cents):>18}")
         late = owed.overdue_customers
-        print(f"  {len(late):,} customers overdue, {int((late['overdue_periods'] >= 2).sum()):,} of them for "
-              "two periods or more")
+        print(f"  {len(late):,} customers overdue, {owed.n_to_end:,} of them for two periods or more")
         print("The Invoicing page's Payments and overdue task reads it until the next payment, credit note, "
               "billing run or import.")
     return 0 if res.ok else 1

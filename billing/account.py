@@ -430,6 +430,11 @@ def _ageing(con: duckdb.DuckDBPyConnection, head: str, as_of: dt.date) -> pd.Dat
         con.unregister("_ageing_buckets")
 
 
+# A customer with invoices overdue in this many distinct billing periods has their subscription ended
+# for non-payment (billing.end_for_non_payment).
+MIN_OVERDUE_PERIODS = 2
+
+
 @dataclass(frozen=True)
 class Receivables:
     """What the book is owed on a day: the ageing buckets and the customers with overdue invoices.
@@ -452,6 +457,13 @@ class Receivables:
     overdue_customers: pd.DataFrame
     min_periods: int
     computed_at: dt.datetime | None = None
+
+    @property
+    def n_to_end(self) -> int:
+        """Overdue customers whose subscription ends for non-payment unless they pay: overdue in at
+        least :data:`MIN_OVERDUE_PERIODS` periods."""
+        late = self.overdue_customers
+        return int((late["overdue_periods"] >= MIN_OVERDUE_PERIODS).sum()) if len(late) else 0
 
 
 def receivables(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, min_periods: int = 1) -> Receivables:

@@ -12,12 +12,11 @@ import datetime as dt
 import duckdb
 
 from billing import audit
-from billing.account import customer_group_by, overdue_customers_sql
+from billing.account import MIN_OVERDUE_PERIODS, customer_group_by, overdue_customers_sql
 from billing.cancel_subscription import cancel_subscriptions
 from billing.results import OK, Result, success
 from data.db import transaction
 
-MIN_OVERDUE_PERIODS = 2
 CHURN_KIND = "involuntary"
 CHURN_REASON = "non_payment"
 END_REASON = "non_payment"

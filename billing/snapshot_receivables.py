@@ -8,8 +8,8 @@ use); :func:`stored_receivables` reads a snapshot back in the shape of
 :func:`billing.account.receivables`, only while the watermark still matches the ledgers.
 
 Who stores one: ``python cli.py receivables``; ``python cli.py bill`` after a run that created
-invoices; the app's first-start background analyses; and the Invoicing page itself when none is
-current (so the next load reads it).
+invoices; the app's first-start background analyses; and :func:`current_receivables`, which the
+Invoicing page calls, when none is current (so the next load reads it).
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from billing.account import HAS_OPEN_SUBSCRIPTION_SQL, Receivables, receivables
 from billing.results import CONFLICT, INVALID_INPUT, Result, failure, success
 from data.db import has_table, transaction
 
-__all__ = ["SNAPSHOT_DDL", "KEEP", "Watermark", "watermark", "snapshot_receivables", "stored_receivables"]
+__all__ = ["SNAPSHOT_DDL", "KEEP", "Watermark", "watermark", "snapshot_receivables", "stored_receivables",
+           "current_receivables"]
 
 KEEP = 4    # at most this many snapshots are kept (each of the current books; see snapshot_receivables)
 
@@ -262,3 +263,30 @@ def stored_receivables(con: duckdb.DuckDBPyConnection, *, as_of: dt.date,
             ORDER BY p.overdue_periods DESC, p.customer_id""", [snapshot_id]).df()
     return Receivables(as_of=as_of, ageing=ageing, overdue_customers=late, min_periods=int(min_periods),
                        computed_at=pd.Timestamp(created_at).to_pydatetime())
+
+
+def current_receivables(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: dt.datetime,
+                        min_periods: int = 1) -> Result:
+    """The receivables for ``as_of``: the stored snapshot while it is current, otherwise computed
+    and stored (so the next call reads it). What the Invoicing page shows.
+
+    Returns
+    -------
+    Result
+        ``data['receivables']`` (:class:`~billing.account.Receivables`) and ``data['stored']`` (True
+        when read from a current snapshot); the failures of :func:`snapshot_receivables` otherwise
+        (a ``conflict`` still carries the figures it computed).
+
+    Notes
+    -----
+    :func:`stored_receivables`, then :func:`snapshot_receivables` when it finds none.
+    """
+    problem = _invalid(as_of, min_periods)
+    if problem:
+        return failure(INVALID_INPUT, f"receivables refused: {problem}")
+    owed = stored_receivables(con, as_of=as_of, min_periods=min_periods)
+    if owed is not None:
+        return success(f"receivables as of {as_of} read from the snapshot computed at {owed.computed_at}",
+                       receivables=owed, stored=True)
+    res = snapshot_receivables(con, as_of=as_of, at=at, min_periods=min_periods)
+    return dataclasses.replace(res, data={**res.data, "stored": False})

@@ -151,15 +151,10 @@ def store_daily_features(con: duckdb.DuckDBPyConnection, *, as_of: dt.date, at: 
     watermark = _watermark(con)          # before reading: a row added meanwhile makes the day stale
     snap = F.snapshot_features(con, as_of=as_of)
     digests = _digests(con, snap["customer_id"])
-    rows = snap.merge(digests, on="customer_id", how="left")
-    rows["digest"] = rows["digest"].astype("uint64")
-    rows = rows[["as_of", "customer_id", "digest", *F.FEATURES]].sort_values("customer_id")
-    rows["as_of"] = as_of
-    seconds = time.perf_counter() - started
-    for statement in DAILY_DDL.split(";"):
-        if statement.strip():
-            con.execute(statement)
-    cols = ", ".join(["as_of", "customer_id", "digest", *F.FEATURES])
+    columns = ["as_of", "customer_id", "digest", *F.FEATURES]
+    rows = snap.merge(digests, on="customer_id", how="left").assign(as_of=as_of)[columns]
+    con.execute(DAILY_DDL)
+    cols = ", ".join(columns)
     with transaction(con):
         con.execute("DELETE FROM daily_features WHERE as_of = ?", [as_of])
         con.execute("DELETE FROM daily_feature_days WHERE as_of = ?", [as_of])

@@ -17,7 +17,7 @@ from billing.pricing import parse_period
 from billing.record_payment import record_payment
 from billing.render_invoice import render_invoice_html
 from billing.run_billing import run_billing
-from billing.snapshot_receivables import snapshot_receivables, stored_receivables
+from billing.snapshot_receivables import current_receivables
 from data.money import format_cents, parse_cents, parse_document_number
 from pages import _ui
 
@@ -148,13 +148,11 @@ elif task == "Payments and overdue":
     with figures:
         # The stored snapshot while no invoice, payment or credit note has been written since it was made
         # (its watermark says); otherwise computed now and stored, so the next load reads it.
-        owed = stored_receivables(con, as_of=as_of, min_periods=1)
+        current = current_receivables(con, as_of=as_of, at=_ui.now(), min_periods=1)
+        owed = current.data.get("receivables")
         if owed is None:
-            stored = snapshot_receivables(con, as_of=as_of, at=_ui.now(), min_periods=1)
-            owed = stored.data.get("receivables")
-            if owed is None:
-                _ui.result(stored)
-                st.stop()
+            _ui.result(current)
+            st.stop()
         st.caption(f"Receivables as of {owed.as_of:%Y-%m-%d}, computed at {owed.computed_at:%Y-%m-%d %H:%M} "
                    "(stored; computed again on the first load after a payment, credit note, billing run or import).")
         ageing = owed.ageing
@@ -162,7 +160,7 @@ elif task == "Payments and overdue":
         _ui.table(ageing, f"overdue-ageing-{as_of:%Y-%m-%d}", "dl_ageing")
         late = owed.overdue_customers
         st.markdown(f"**Customers with overdue invoices:** {len(late):,} "
-                    f"({int((late['overdue_periods'] >= 2).sum()) if len(late) else 0:,} with two periods or more, "
+                    f"({owed.n_to_end:,} with two periods or more, "
                     "which ends their subscription unless they pay)")
         if late.empty:
             _ui.empty("No customer is overdue.")

@@ -14,7 +14,8 @@ from billing.cancel_subscription import cancel_subscription
 from billing.issue_credit_note import issue_credit_note
 from billing.record_payment import record_payment
 from billing.run_billing import run_billing
-from billing.snapshot_receivables import KEEP, snapshot_receivables, stored_receivables, watermark
+from billing.snapshot_receivables import (KEEP, current_receivables, snapshot_receivables, stored_receivables,
+                                         watermark)
 from data.db import connect, has_table
 from tests.billing.helpers import add_customer, new_db
 
@@ -86,6 +87,23 @@ def test_the_stored_snapshot_equals_the_live_receivables_on_a_simulated_world(tm
         assert_same(stored_receivables(con, as_of=day), live)
     finally:
         con.close()
+
+
+def test_current_receivables_computes_and_stores_once_then_reads_until_a_write():
+    con, cids = books()
+    live = receivables(con, as_of=DAY, min_periods=1)
+    first = current_receivables(con, as_of=DAY, at=AT)
+    assert first.ok and first["stored"] is False
+    assert_same(first["receivables"], live)
+    again = current_receivables(con, as_of=DAY, at=AT)
+    assert again.ok and again["stored"] is True and again["receivables"].computed_at == AT
+    assert_same(again["receivables"], live)
+    assert again["receivables"].n_to_end == int((live.overdue_customers["overdue_periods"] >= 2).sum()) > 0
+    _pay(con, cids, "settled")
+    after = current_receivables(con, as_of=DAY, at=AT)
+    assert after.ok and after["stored"] is False and len(snapshots(con)) == 1
+    refused = current_receivables(con, as_of="2024-06-01", at=AT)
+    assert not refused.ok and refused.code == "invalid_input" and len(snapshots(con)) == 1
 
 
 def _pay(con, cids, status):
